@@ -1,0 +1,1 @@
+"""The model layer: data, EDM denoiser, DMIS losses, diffusion posterior, sampling, training."""
