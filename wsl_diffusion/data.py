@@ -80,3 +80,32 @@ def to_uint8(images) -> np.ndarray:
 
     x = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255)
     return x.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+
+
+DATASET_NAMES = ("digits",)
+
+
+def load_dataset(name: str) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) splits of a named dataset."""
+    if name == "digits":
+        return load_digits_split()
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def flat_features(data: ArrayDataset) -> np.ndarray:
+    """(N, H*W*C) float pixels in [0, 1]: features for instance-dependent noise and sklearn baselines."""
+    return data.images.reshape(len(data), -1).astype(np.float64) / 255.0
+
+
+def targets_in_label_space(labels, true_labels: np.ndarray) -> np.ndarray:
+    """Map true dataset classes into the class space of an imprecise label set.
+
+    Identity except for positive-unlabelled labels, which are binary (1 = one of the positive
+    classes recorded in the label set's meta, 0 = the rest).
+    """
+    if labels.kind == "pu":
+        positives = labels.meta.get("positive_classes")
+        if positives is None:
+            raise ValueError("PU label set lacks meta['positive_classes']; cannot map test labels to it")
+        return np.isin(true_labels, np.asarray(positives)).astype(np.int64)
+    return np.asarray(true_labels, dtype=np.int64)

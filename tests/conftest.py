@@ -1,0 +1,53 @@
+"""Shared test fixtures: small deterministic data and an analytic Gaussian denoiser."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(2)  # the CI machine has two cores; be explicit rather than inherit
+
+
+class GaussianClassDenoiser(nn.Module):
+    """The exact denoiser of class-conditional Gaussians x0 | y ~ N(mu_y, s^2 I).
+
+    E[x0 | x, y] = (s^2 x + sigma^2 mu_y) / (s^2 + sigma^2); class vectors may be soft (the
+    denoiser is linear in mu, so a soft vector mixes the means) or zero (mean of the means).
+    Has the attributes the library reads from a real EDMDenoiser (num_classes, image_shape).
+    """
+
+    def __init__(self, means: torch.Tensor, s: float):
+        super().__init__()
+        self.register_buffer("means", means)  # (K, C, H, W)
+        self.s = s
+        self.num_classes = means.shape[0]
+        self.image_shape = tuple(means.shape[1:])
+
+    def forward(self, x, sigma, class_vector):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1)
+        if sigma.numel() == 1:
+            sigma = sigma.expand(x.shape[0])
+        cv = class_vector.to(x.dtype)
+        has_label = cv.sum(1, keepdim=True) > 0
+        weights = torch.where(has_label, cv / cv.sum(1, keepdim=True).clamp_min(1e-12),
+                              torch.full_like(cv, 1.0 / self.num_classes))
+        mu = torch.einsum("bk,kchw->bchw", weights, self.means.to(x.dtype))
+        s2, sig2 = self.s**2, sigma.view(-1, 1, 1, 1) ** 2
+        return (s2 * x + sig2 * mu) / (s2 + sig2)
+
+
+@pytest.fixture
+def gaussian_denoiser():
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(4, 1, 4, 4, generator=g) * 0.5
+    return GaussianClassDenoiser(means, s=0.3)
+
+
+@pytest.fixture(scope="session")
+def digits_small():
+    """A 200-image slice of the digits training split and the full test split (fast tests)."""
+    from wsl_diffusion.data import ArrayDataset, load_digits_split
+
+    train, test = load_digits_split()
+    return ArrayDataset(train.images[:200], train.labels[:200], train.class_names), test

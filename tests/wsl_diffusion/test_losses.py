@@ -1,0 +1,119 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsl_diffusion.losses import (dmis_generative_loss, elr_loss, loss_weight, nnpu_loss, restrict_posterior,
+                                  soft_target_loss, topk_classes, vanilla_loss)
+from wsl_diffusion.network import PRESETS
+from wsl_diffusion.precond import EDMDenoiser, denoising_error
+
+
+@pytest.fixture
+def random_net():
+    torch.manual_seed(0)
+    net = EDMDenoiser(image_shape=(1, 8, 8), num_classes=4, config=PRESETS["tiny"])
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return net
+
+
+@pytest.mark.parametrize("form", ["em", "wdsm"])
+def test_dmis_with_one_hot_weights_equals_vanilla(random_net, form):
+    """With the true class at weight 1, both DMIS forms ARE the vanilla conditional loss."""
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(6, 1, 8, 8, generator=g)
+    noise = torch.randn(6, 1, 8, 8, generator=g)
+    sigma = torch.rand(6, generator=g) * 3 + 0.05
+    z = torch.tensor([0, 1, 2, 3, 0, 1])
+    sq_van, _ = denoising_error(random_net, x0, F.one_hot(z, 4).float()[:, None], sigma, noise)
+    vanilla = vanilla_loss(sq_van, sigma, x0)
+
+    # kept classes: the label first plus one other class carrying weight 0
+    classes = torch.stack([z, (z + 1) % 4], dim=1)
+    weights = torch.tensor([[1.0, 0.0]]).expand(6, 2)
+    sq, den = denoising_error(random_net, x0, F.one_hot(classes, 4).float(), sigma, noise)
+    dmis = dmis_generative_loss(form=form, weights=weights, sq_err=sq, denoised=den, x0=x0, sigma=sigma)
+    torch.testing.assert_close(dmis, vanilla, rtol=1e-5, atol=1e-6)
+
+
+def test_em_and_wdsm_differ_for_soft_weights_by_jensen(random_net):
+    """sum_y w_y ||D_y - x0||^2 >= ||sum_y w_y D_y - x0||^2 (convexity); equality only if D_y agree."""
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(5, 1, 8, 8, generator=g)
+    noise = torch.randn(5, 1, 8, 8, generator=g)
+    sigma = torch.full((5,), 1.0)
+    classes = torch.tensor([[0, 1]] * 5)
+    w = torch.tensor([[0.6, 0.4]] * 5)
+    sq, den = denoising_error(random_net, x0, F.one_hot(classes, 4).float(), sigma, noise)
+    em = dmis_generative_loss(form="em", weights=w, sq_err=sq, denoised=den, x0=x0, sigma=sigma)
+    wdsm = dmis_generative_loss(form="wdsm", weights=w, sq_err=sq, denoised=den, x0=x0, sigma=sigma)
+    assert (em > wdsm).all()
+
+
+def test_loss_weight_formula():
+    sigma = torch.tensor([0.1, 0.5, 2.0])
+    expected = (sigma**2 + 0.25) / (sigma**2 * 0.25)
+    torch.testing.assert_close(loss_weight(sigma), expected)
+
+
+def test_topk_keeps_largest_and_renormalises():
+    w = torch.tensor([[0.1, 0.5, 0.3, 0.1], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0]])
+    classes, kept = topk_classes(w, 2)
+    assert classes[0].tolist() == [1, 2]
+    torch.testing.assert_close(kept[0], torch.tensor([0.5, 0.3]) / 0.8)
+    torch.testing.assert_close(kept.sum(1), torch.ones(3))
+    # ties among zero-weight classes are broken by the unrestricted posterior
+    tie = torch.tensor([[0.0] * 4, [0.0] * 4, [0.1, 0.0, 0.2, 0.7]])
+    classes, kept = topk_classes(w, 2, tie_break=tie)
+    assert classes[2].tolist() == [2, 3] and kept[2].tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="top-k"):
+        topk_classes(w, 5)
+
+
+def test_topk_all_classes_is_identity():
+    w = torch.softmax(torch.randn(7, 5), dim=1)
+    classes, kept = topk_classes(w, 5)
+    torch.testing.assert_close(torch.zeros_like(w).scatter(1, classes, kept), w)
+
+
+def test_restrict_posterior_is_bayes_rule():
+    probs = torch.tensor([[0.5, 0.3, 0.2]])
+    mask = torch.tensor([[0.0, 1.0, 1.0]])
+    torch.testing.assert_close(restrict_posterior(probs, mask), torch.tensor([[0.0, 0.6, 0.4]]))
+    # noisy-label likelihood T[:, z]
+    t = torch.tensor([[0.8, 0.2, 0.0], [0.1, 0.8, 0.1], [0.0, 0.2, 0.8]])
+    lik = t[:, 1][None]
+    expected = probs * lik / (probs * lik).sum()
+    torch.testing.assert_close(restrict_posterior(probs, lik), expected)
+    # no overlap -> fall back to the label likelihood
+    out = restrict_posterior(torch.tensor([[1.0, 0.0, 0.0]]), mask)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.5, 0.5]]))
+
+
+def test_soft_target_loss_minimised_at_target():
+    target = torch.tensor([[0.7, 0.3]])
+    losses = [soft_target_loss(torch.log(torch.tensor([[p, 1 - p]])), target).item() for p in (0.5, 0.7, 0.9)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_elr_reduces_to_ce_when_models_disagree_completely():
+    """If f_theta and f_phi are orthogonal (delta = 0), r = onehot(z) + f_theta * f_phi = onehot(z)."""
+    logp = torch.log(torch.tensor([[0.9, 0.1, 0.0 + 1e-12]]))
+    ema = torch.tensor([[0.0, 0.0, 1.0]])
+    obs = torch.tensor([[0.0, 1.0, 0.0]])
+    torch.testing.assert_close(elr_loss(logp, ema, obs), -logp[:, 1], rtol=1e-4, atol=1e-4)
+
+
+def test_nnpu_is_non_negative_and_matches_pn_risk_on_perfect_split():
+    # positives labelled; unlabelled = half positive, half negative, prior 0.5
+    logp_pos = torch.log(torch.tensor([[0.1, 0.9]] * 4))
+    logp_unl = torch.log(torch.tensor([[0.1, 0.9]] * 2 + [[0.8, 0.2]] * 2))
+    logp = torch.cat([logp_pos, logp_unl])
+    labelled = torch.tensor([1] * 4 + [0] * 4)
+    risk = nnpu_loss(logp, labelled, 0.5)
+    # PN risk with the true negatives: 0.5 E_P[-log f(+)] + 0.5 E_N[-log f(-)]
+    pn = 0.5 * -torch.log(torch.tensor(0.9)) + 0.5 * -torch.log(torch.tensor(0.8))
+    torch.testing.assert_close(risk, pn, rtol=1e-5, atol=1e-6)
+    # an over-fitted model whose negative risk estimate goes negative is clamped at zero
+    bad = nnpu_loss(torch.log(torch.tensor([[0.5, 0.5]] * 4 + [[0.99, 0.01]] * 4)), labelled, 0.99)
+    assert bad.item() >= 0.99 * -torch.log(torch.tensor(0.5)).item() - 1e-6

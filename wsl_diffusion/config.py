@@ -1,0 +1,105 @@
+"""The training configuration: one dataclass, saved as JSON next to every run and in every checkpoint."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .network import PRESETS
+from .posterior import PosteriorConfig
+
+METHODS = ("dmis", "vanilla")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Durations are in thousands of images (kimg), as
+    in EDM, so runs compare across batch sizes and process counts.
+
+    supervision: the `label_models.CorruptionSpec` fields as a dict (how labels were corrupted),
+      or None when `labels_file` gives the labels.
+    gen_form: "em" (posterior weights outside the norm, from a table of clean-image posteriors
+      refreshed every `table_refresh_kimg`) or "wdsm" (the paper's weighted DSM with posteriors of
+      the noised input from the EMA model at every step). See README for the measurement.
+    topk: classes kept per sample (the K-way forward costs topk network rows per image).
+    lambda_cls: weight of the classification loss (0 switches it off).
+    posterior: the diffusion-classifier settings used for the table and for evaluation; its
+      interval [sigma_lo, sigma_hi] is also where the classification loss is applied.
+    """
+
+    dataset: str = "digits"
+    labels_file: str | None = None
+    supervision: dict | None = None
+    method: str = "dmis"
+    gen_form: str = "em"
+    topk: int = 2
+    lambda_cls: float = 1.0
+    label_dropout: float = 0.1
+    model: str = "small"
+    batch_size: int = 128
+    total_kimg: float = 256.0
+    lr: float = 1e-3
+    lr_rampup_kimg: float = 6.4
+    ema_halflife_kimg: float = 10.0
+    ema_rampup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_data: float = 0.5
+    posterior: PosteriorConfig = field(default_factory=lambda: PosteriorConfig(
+        schedule="interval", sigma_lo=0.4, sigma_hi=6.4, num_sigmas=4))
+    table_refresh_kimg: float = 32.0
+    calibrate_table: bool = True
+    assumed_noise_rate: float = 0.2
+    seed: int = 0
+    log_every_kimg: float = 8.0
+    checkpoint_every_kimg: float = 64.0
+    samples_per_class: int = 8
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.gen_form not in ("em", "wdsm"):
+            raise ValueError(f"unknown --gen-form {self.gen_form!r}; choose em or wdsm")
+        if self.model not in PRESETS:
+            raise ValueError(f"unknown model preset {self.model!r}; choose one of {', '.join(PRESETS)}")
+        if self.topk < 1:
+            raise ValueError("--topk must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+        if not self.total_kimg > 0:
+            raise ValueError("--kimg must be > 0")
+        if not self.lr > 0:
+            raise ValueError("--lr must be > 0")
+        if self.lambda_cls < 0:
+            raise ValueError("--lambda-cls must be >= 0")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError("--label-dropout must be in [0, 1)")
+        if self.table_refresh_kimg <= 0 or self.checkpoint_every_kimg <= 0 or self.log_every_kimg <= 0:
+            raise ValueError("refresh, checkpoint and log intervals must be > 0 kimg")
+        if self.posterior.sigma_lo is None:
+            raise ValueError("the training posterior needs an explicit interval (sigma_lo, sigma_hi)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["posterior"] = self.posterior.to_dict()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"config has unknown keys {sorted(unknown)}: written by a newer version?")
+        d = dict(d)
+        if isinstance(d.get("posterior"), dict):
+            d["posterior"] = PosteriorConfig(**d["posterior"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "TrainConfig":
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(changes)
+        return TrainConfig(**d)

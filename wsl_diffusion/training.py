@@ -1,0 +1,467 @@
+"""The training loop: vanilla conditional diffusion or DMIS from imprecise labels.
+
+One step (DMIS, default EM form):
+  1. draw the global batch (indices, sigma, noise, label-dropout mask) from ONE torch.Generator —
+     every rank draws the same numbers and takes its slice, so N processes reproduce one process
+     and a resumed run reproduces an uninterrupted one bit for bit (CPU);
+  2. posterior weights w = p_phi(y | x0, z): the table of EMA clean-image posteriors (refreshed
+     every `table_refresh_kimg`) restricted by the label likelihood p(z | y); keep the top k;
+  3. ONE batched forward over the k kept classes gives D(x, sigma, y) for each; from it both the
+     generative loss and, where sigma lies in the classifier interval, the one-sigma diffusion
+     classifier of the classification loss;
+  4. AdamW step with lr ramp-up, gradient clipping, EMA by half-life in images.
+Non-finite losses stop the run with a clear message; the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import distributed as dist_utils
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_config
+from .config import TrainConfig
+from .data import ArrayDataset, to_model_space
+from .losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss, restrict_posterior,
+                     sample_sigma, soft_target_loss, topk_classes, vanilla_loss)
+from .network import network_preset
+from .posterior import (class_errors, fit_temperature, log_posterior, noised_input_errors,
+                        quadrature_weights, sigma_levels)
+from .precond import EDMDenoiser, denoising_error
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the run stopped and its last good checkpoint was kept."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Label model -> tensors the loop needs
+
+
+def label_likelihood(labels, *, assumed_noise_rate: float) -> np.ndarray:
+    """(N, K) matrix L[n, y] = p(z_n | y) up to a per-row constant.
+
+    Masks (partial candidate sets, one-hot labels, all-ones unlabelled rows) are their own
+    likelihood. Noisy labels use the transition matrix: L[n, y] = T[y, z_n]; without a known T we
+    assume symmetric noise at `assumed_noise_rate` (the design's uniform-off-diagonal default).
+    """
+    if labels.kind != "noisy":
+        return labels.labels.astype(np.float64)
+    from label_models.transition import symmetric_transition
+
+    t = labels.transition_matrix
+    if t is None:
+        t = symmetric_transition(labels.num_classes, assumed_noise_rate)
+    lik = t[:, np.clip(labels.observed, 0, None)].T.copy()  # (N, K)
+    lik[labels.observed < 0] = 1.0  # unlabelled rows carry no information
+    return lik
+
+
+def initial_log_prior(labels) -> np.ndarray:
+    """log pi (K,) from the label model, before any posterior exists."""
+    from label_models import priors
+
+    k = labels.num_classes
+    if labels.class_prior is not None:
+        pi = np.asarray(labels.class_prior, dtype=np.float64)
+    elif labels.kind == "noisy":
+        counts = np.bincount(labels.observed[labels.observed >= 0], minlength=k).astype(np.float64)
+        t = labels.transition_matrix
+        pi = priors.prior_from_transition(counts / counts.sum(), t) if t is not None else counts / counts.sum()
+    elif labels.kind in ("semi", "clean"):
+        pi = priors.labelled_counts_prior(labels)
+    else:  # partial: start uniform, then the moving average of argmax-within-S takes over
+        pi = np.full(k, 1.0 / k)
+    pi = np.clip(pi, 1e-4, None)
+    return np.log(pi / pi.sum())
+
+
+def vanilla_targets(kind: str, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Class vectors (B, K) for the vanilla baseline: the imprecise label taken as if clean.
+
+    noisy/clean/semi-labelled: the observed one-hot; unlabelled: the all-zero (unconditional)
+    vector; partial: one candidate picked uniformly at each step with the uniform draw u (B,);
+    PU: unlabelled taken as negative. `rows` are the (B, K) label rows of the batch.
+    """
+    b, k = rows.shape
+    if kind == "partial":
+        sizes = rows.sum(dim=1)
+        rank = (u * sizes).floor().clamp(max=sizes - 1)  # which candidate, 0-based
+        pick = ((rows.cumsum(dim=1) > rank[:, None]) & (rows > 0)).float().argmax(dim=1)
+        return F.one_hot(pick, k).float()
+    if kind == "pu":
+        positive = rows[:, 0] == 0  # labelled positives have row [0, 1]
+        return F.one_hot(positive.long(), k).float()
+    unlabelled = rows.sum(dim=1) > 1
+    return torch.where(unlabelled[:, None], torch.zeros_like(rows), rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass
+class TrainState:
+    net: EDMDenoiser
+    ema: EDMDenoiser
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    nimg: int
+    step: int
+    table: torch.Tensor  # (N, K) unrestricted EMA posteriors f_phi(y | x0) of the training images
+    log_prior: torch.Tensor  # (K,)
+    temperature: float
+    refreshes: int
+
+    def state_dict(self, config: TrainConfig) -> dict:
+        return {
+            "config": config.to_json(),
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "nimg": self.nimg,
+            "step": self.step,
+            "table": self.table.cpu(),
+            "log_prior": self.log_prior.cpu(),
+            "temperature": self.temperature,
+            "refreshes": self.refreshes,
+            "image_shape": list(self.net.image_shape),
+            "num_classes": self.net.num_classes,
+        }
+
+
+def build_denoiser(config: TrainConfig, image_shape, num_classes: int) -> EDMDenoiser:
+    return EDMDenoiser(image_shape=tuple(image_shape), num_classes=num_classes,
+                       config=network_preset(config.model), sigma_data=config.sigma_data)
+
+
+def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.ndarray, n_train: int,
+              device) -> TrainState:
+    init_gen = torch.Generator().manual_seed(config.seed)
+    # Initialise weights from an explicit generator: same seed -> same model, any process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=init_gen)))
+        net = build_denoiser(config, image_shape, num_classes)
+    net.to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    table = torch.full((n_train, num_classes), 1.0 / num_classes, device=device)
+    return TrainState(net, ema, opt, gen, nimg=0, step=0, table=table,
+                      log_prior=torch.as_tensor(log_prior, dtype=torch.float32, device=device),
+                      temperature=1.0, refreshes=0)
+
+
+def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
+    net = build_denoiser(config, ckpt["image_shape"], ckpt["num_classes"])
+    net.load_state_dict(ckpt["net"])
+    net.to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    ema.load_state_dict(ckpt["ema"])
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    opt.load_state_dict(ckpt["optimizer"])
+    gen = torch.Generator()
+    gen.set_state(ckpt["generator"])
+    return TrainState(net, ema, opt, gen, nimg=int(ckpt["nimg"]), step=int(ckpt["step"]),
+                      table=ckpt["table"].to(device), log_prior=ckpt["log_prior"].to(device),
+                      temperature=float(ckpt["temperature"]), refreshes=int(ckpt["refreshes"]))
+
+
+def load_model(run_dir: Path, *, device="cpu", use_ema: bool = True) -> tuple[EDMDenoiser, dict, TrainConfig]:
+    """Load a trained denoiser (EMA weights by default) and its checkpoint dict from a run dir."""
+    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME, map_location=device)
+    config = TrainConfig.from_dict(json.loads(ckpt["config"]))
+    net = build_denoiser(config, ckpt["image_shape"], ckpt["num_classes"])
+    net.load_state_dict(ckpt["ema" if use_ema else "net"])
+    return net.to(device).eval().requires_grad_(False), ckpt, config
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces of a step
+
+
+def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
+    """phi <- beta phi + (1 - beta) theta with beta = 0.5 ** (batch / half-life in images)."""
+    halflife = config.ema_halflife_kimg * 1000
+    if config.ema_rampup_ratio:
+        halflife = min(halflife, state.nimg * config.ema_rampup_ratio)
+    beta = 0.5 ** (batch / max(halflife, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(state.ema.parameters(), state.net.parameters()):
+            p_ema.lerp_(p.detach(), 1 - beta)
+        for b_ema, b in zip(state.ema.buffers(), state.net.buffers()):
+            b_ema.copy_(b)
+
+
+@torch.no_grad()
+def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, lik: torch.Tensor,
+                  labels, chunk: int = 512) -> dict:
+    """Recompute the EMA posteriors of all training images and re-estimate tau and the prior.
+
+    Deterministic: its noise comes from a generator seeded by (seed, refresh index), so a resumed
+    run refreshes exactly as an uninterrupted one.
+    """
+    cfg = config.posterior
+    sigmas = sigma_levels(cfg)
+    weights = quadrature_weights(sigmas, cfg)
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
+    errors = torch.cat([class_errors(state.ema, images[i:i + chunk], sigmas=sigmas, weights=weights,
+                                     generator=gen) for i in range(0, len(images), chunk)])
+    if config.calibrate_table and labels.kind != "pu":
+        state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
+    probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
+    if labels.kind == "partial":
+        from label_models.priors import partial_prior_update
+
+        pi = partial_prior_update(state.log_prior.exp().cpu().numpy(), probs.cpu().numpy(),
+                                  labels.labels, momentum=0.5)
+        state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
+                                          dtype=torch.float32, device=images.device)
+        probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
+    state.table = probs
+    state.refreshes += 1
+    restricted = restrict_posterior(probs, lik)
+    info = {"refresh": state.refreshes, "temperature": state.temperature}
+    if labels.true_labels is not None:  # a diagnostic only; never used for training
+        truth = torch.as_tensor(labels.true_labels, device=images.device)
+        info["table_true_class_rate"] = float((restricted.argmax(1) == truth).float().mean())
+    return info
+
+
+def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape) -> dict:
+    """All randomness of one global step, from the state's generator, in a fixed order."""
+    b = config.batch_size
+    g = state.generator
+    out = {
+        "idx": torch.randint(n_train, (b,), generator=g),
+        "sigma": sample_sigma(b, generator=g, p_mean=config.p_mean, p_std=config.p_std),
+        "noise": torch.randn((b, *image_shape), generator=g),
+        "drop": torch.rand(b, generator=g) < config.label_dropout,
+        "u": torch.rand(b, generator=g),  # the vanilla baseline's candidate pick (partial labels)
+    }
+    if config.method == "dmis" and config.gen_form == "wdsm":
+        # noise of the noised-input posterior, one image per offset level, batch-first (B, S, C, H, W)
+        out["post_noise"] = torch.randn((b, config.posterior.num_sigmas, *image_shape), generator=g)
+    return out
+
+
+def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, images, lik, label_rows,
+              labels, observed, is_labelled) -> tuple[torch.Tensor, dict]:
+    """The loss of this rank's slice of the batch (a scalar: mean over the slice) and its parts.
+
+    `model` is the (possibly DDP-wrapped) denoiser used for the gradient forward.
+    """
+    device = images.device
+    idx = batch["idx"].to(device)
+    x0 = images[idx]
+    sigma = batch["sigma"].to(device)
+    noise = batch["noise"].to(device)
+    drop = batch["drop"].to(device)
+    rows = lik[idx]
+    k_all = lik.shape[1]
+    stats = {}
+
+    if config.method == "vanilla":
+        cond = vanilla_targets(labels.kind, label_rows[idx], batch["u"].to(device))
+        cond = torch.where(drop[:, None], torch.zeros_like(cond), cond)
+        sq_err, _ = denoising_error(model, x0, cond[:, None, :], sigma, noise)
+        gen_loss = vanilla_loss(sq_err, sigma, x0, sigma_data=config.sigma_data)
+        stats["loss_gen"] = float(gen_loss.detach().mean())
+        return gen_loss.mean(), stats
+
+    # --- DMIS: posterior weights restricted by the imprecise label --------------------------
+    if config.gen_form == "wdsm":
+        # The paper's form: weights from the EMA posterior of the NOISED input, every step.
+        cfg = config.posterior
+        offsets = sigma_levels(cfg)
+        x_noised = x0 + sigma.view(-1, 1, 1, 1) * noise
+        errs = noised_input_errors(state.ema, x_noised, sigma, offsets=offsets,
+                                   weights=quadrature_weights(offsets, cfg), noise=batch["post_noise"].transpose(0, 1).to(device))
+        probs = log_posterior(errs, temperature=state.temperature, log_prior=state.log_prior).exp()
+    else:
+        probs = state.table[idx]
+    weights_full = restrict_posterior(probs, rows)
+    k = k_all if labels.kind == "pu" else min(config.topk, k_all)
+    classes, weights = topk_classes(weights_full, k, tie_break=state.table[idx])
+    onehots = F.one_hot(classes, k_all).float()
+    onehots = torch.where(drop[:, None, None], torch.zeros_like(onehots), onehots)  # unconditional rows
+
+    sq_err, denoised = denoising_error(model, x0, onehots, sigma, noise)  # ONE k-way forward
+    gen_loss = dmis_generative_loss(form=config.gen_form, weights=weights, sq_err=sq_err,
+                                    denoised=denoised, x0=x0, sigma=sigma, sigma_data=config.sigma_data)
+    loss = gen_loss.mean()
+    stats["loss_gen"] = float(loss.detach())
+
+    # --- classification term on the same outputs ----------------------------------------------
+    lo, hi = config.posterior.sigma_lo, config.posterior.sigma_hi
+    in_interval = (sigma >= lo) & (sigma <= hi) & ~drop
+    if config.lambda_cls > 0 and state.refreshes > 0 and bool(in_interval.any()):
+        logits = classifier_logits(sq_err, sigma, log_prior=state.log_prior[classes],
+                                   width=max(math.log(hi / lo), 1.0) / state.temperature)
+        log_probs = torch.log_softmax(logits, dim=1)  # (B, k) over the kept classes
+        m = in_interval
+        if labels.kind == "pu":
+            full = torch.full_like(log_probs, -float("inf")).scatter(1, classes, log_probs)
+            prior_pos = float(state.log_prior.exp()[1])
+            cls = nnpu_loss(full[m], is_labelled[idx][m], prior_pos)
+        elif labels.kind == "noisy":
+            ema_kept = state.table[idx].gather(1, classes)
+            ema_kept = ema_kept / ema_kept.sum(1, keepdim=True).clamp_min(1e-12)
+            obs = F.one_hot(observed[idx].clamp_min(0), k_all).float().gather(1, classes)
+            cls = elr_loss(log_probs[m], ema_kept[m], obs[m]).mean()
+        else:  # partial (EMA-PRODEN) and semi / clean (mean teacher): the same soft-target CE
+            cls = soft_target_loss(log_probs[m], weights[m]).mean()
+        # Scale by the fraction of the batch that carries the term, so its weight per sample
+        # does not depend on how often sigma lands in the interval.
+        cls = cls * m.float().mean()
+        loss = loss + config.lambda_cls * cls
+        stats["loss_cls"] = float(cls.detach())
+    return loss, stats
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
+    gen = torch.Generator().manual_seed(12345)
+    cfg = config.posterior.replace(temperature=state.temperature)
+    sigmas = sigma_levels(cfg)
+    errors = class_errors(net, test_images, sigmas=sigmas, weights=quadrature_weights(sigmas, cfg), generator=gen)
+    pred = log_posterior(errors, temperature=cfg.temperature, log_prior=state.log_prior).argmax(1)
+    return float((pred.cpu() == torch.as_tensor(test_targets)).float().mean())
+
+
+def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labels,
+          test_data: ArrayDataset | None = None, test_targets: np.ndarray | None = None,
+          resume: bool = False, max_steps: int | None = None, progress: bool = True,
+          console=None) -> dict:
+    """Train (or resume) a run in `run_dir`. Returns a summary dict (also written as summary.json).
+
+    labels: a `label_models.ImpreciseLabels` aligned with train_data. test_targets: the test-set
+    targets in the label model's class space (PU: binary). max_steps: stop after this many steps
+    of this call without saving (simulates a crash; used by tests).
+    """
+    run_dir = Path(run_dir)
+    ctx = dist_utils.init()
+    device = torch.device(ctx.device if config.device == "auto" else config.device)
+    if labels.num_samples != len(train_data):
+        raise ValueError(f"label file has {labels.num_samples} rows but the training split has {len(train_data)} images")
+    images = to_model_space(train_data.images).to(device)
+    image_shape = tuple(images.shape[1:])
+    n_train = len(images)
+    num_classes = labels.num_classes
+    lik = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate),
+                          dtype=torch.float32, device=device)
+    observed = torch.as_tensor(np.array(labels.observed if labels.observed is not None else np.full(n_train, -1)),
+                               device=device)
+    is_labelled = torch.tensor(labels.is_labelled, device=device)
+    label_rows = torch.tensor(labels.labels, dtype=torch.float32, device=device)
+
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        saved = TrainConfig.from_dict(json.loads(ckpt["config"]))
+        if saved.replace(total_kimg=config.total_kimg) != config:
+            raise ValueError(f"--resume: the config differs from the one saved in {run_dir} "
+                             "(only --kimg may change); start a new --out directory instead")
+        state = load_state(ckpt, config, device)
+    else:
+        if ckpt_path.exists():
+            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
+        state = new_state(config, image_shape, num_classes, initial_log_prior(labels), n_train, device)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(run_dir, config.to_dict())
+        from label_models.io import save_labels
+
+        save_labels(run_dir / "labels.npz", labels)
+
+    model = dist_utils.wrap(state.net, ctx)
+    total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
+    refresh_every = max(1, round(config.table_refresh_kimg * 1000 / config.batch_size))
+    ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
+    log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
+    needs_table = config.method == "dmis"
+
+    stats_file = open(run_dir / "stats.jsonl", "a") if ctx.is_main else None
+    t_start = time.perf_counter()
+    steps_this_call = 0
+    acc_stats: dict[str, list[float]] = {}
+    from .progress import TrainProgress
+
+    bar = TrainProgress(total_steps, enabled=progress and ctx.is_main, console=console)
+    bar.advance_to(state.step)
+    try:
+        while state.step < total_steps:
+            if max_steps is not None and steps_this_call >= max_steps:
+                break
+            if needs_table and state.step > 0 and state.step % refresh_every == 0 and state.refreshes < state.step // refresh_every:
+                info = refresh_table(state, config, images, lik, labels)
+                if stats_file:
+                    stats_file.write(json.dumps({"kimg": state.nimg / 1000, **info}) + "\n")
+
+            batch = draw_batch(config, state, n_train, image_shape)
+            local = dist_utils.local_slice(batch, ctx)
+            for group in state.optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))
+            loss, stats = step_loss(config, state, model, local, images=images, lik=lik, label_rows=label_rows, labels=labels,
+                                    observed=observed, is_labelled=is_labelled)
+            loss_value = dist_utils.all_reduce_mean(loss.detach(), ctx)
+            if not math.isfinite(float(loss_value)):
+                raise TrainingDiverged(
+                    f"loss became {float(loss_value)} at kimg {state.nimg / 1000:.1f} (step {state.step}); "
+                    f"stopped, the last good checkpoint in {run_dir} was kept — lower --lr or check the data")
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(state.net.parameters(), config.grad_clip)
+            state.optimizer.step()
+            state.nimg += config.batch_size
+            state.step += 1
+            steps_this_call += 1
+            ema_update(state, config, config.batch_size)
+            for key, v in stats.items():
+                acc_stats.setdefault(key, []).append(v)
+            bar.update(state.step, loss=float(loss_value), kimg=state.nimg / 1000)
+
+            if state.step % log_every == 0 or state.step == total_steps:
+                record = {"kimg": state.nimg / 1000, "step": state.step,
+                          "sec": time.perf_counter() - t_start,
+                          **{k: float(np.mean(v)) for k, v in acc_stats.items()}}
+                acc_stats = {}
+                if stats_file:
+                    stats_file.write(json.dumps(record) + "\n")
+                    stats_file.flush()
+            if ctx.is_main and (state.step % ckpt_every == 0 or state.step == total_steps):
+                save_checkpoint(ckpt_path, state.state_dict(config))
+    finally:
+        bar.close()
+        if stats_file:
+            stats_file.close()
+
+    elapsed = time.perf_counter() - t_start
+    summary = {"steps": state.step, "kimg": state.nimg / 1000, "seconds_this_call": elapsed,
+               "finished": state.step >= total_steps, "temperature": state.temperature}
+    if ctx.is_main and state.step >= total_steps:
+        if test_data is not None and test_targets is not None:
+            test_images = to_model_space(test_data.images).to(device)
+            summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)
+        if config.samples_per_class > 0:
+            from .sampling import image_grid, sample_per_class, save_png
+
+            imgs, _ = sample_per_class(state.ema, per_class=config.samples_per_class, seed=config.seed,
+                                       device=device)
+            save_png(image_grid(imgs, rows=num_classes), run_dir / "samples.png", upscale=4)
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
