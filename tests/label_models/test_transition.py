@@ -1,0 +1,121 @@
+"""Transition matrices: construction, counting, and estimation of a known T."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from label_models.corruption import CIFAR10_ASYM_MAP
+from label_models.transition import (
+    asymmetric_transition,
+    build_transition,
+    empirical_transition,
+    estimate_transition_anchor,
+    estimate_transition_volmin,
+    symmetric_transition,
+    validate_class_map,
+)
+
+
+def test_symmetric_transition():
+    t = symmetric_transition(4, 0.3)
+    np.testing.assert_allclose(np.diag(t), 0.7)
+    np.testing.assert_allclose(t[0, 1:], 0.1)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+
+
+def test_asymmetric_transition_follows_the_map():
+    t = asymmetric_transition(4, 0.4, {0: 1, 1: 0, 2: 3})
+    expected = np.array([[0.6, 0.4, 0, 0], [0.4, 0.6, 0, 0], [0, 0, 0.6, 0.4], [0, 0, 0, 1]])
+    np.testing.assert_allclose(t, expected)
+    np.testing.assert_allclose(build_transition("asym", num_classes=4, rate=0.4, class_map={0: 1, 1: 0, 2: 3}), t)
+    np.testing.assert_allclose(build_transition("sym", num_classes=4, rate=0.2), symmetric_transition(4, 0.2))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: build_transition("instance", num_classes=3, rate=0.2), "empirical_transition"),
+        (lambda: build_transition("pairflip", num_classes=3, rate=0.2), "unknown noise model"),
+        (lambda: build_transition("asym", num_classes=3, rate=0.2), "class_map"),
+        (lambda: symmetric_transition(1, 0.2), ">= 2"),
+        (lambda: symmetric_transition(3, 1.2), r"\[0, 1\]"),
+        (lambda: validate_class_map({0: 5}, 3), "outside the 3 classes"),
+        (lambda: validate_class_map({1: 1}, 3), "to itself"),
+        (lambda: validate_class_map([1, 2], 3), "mapping"),
+    ],
+)
+def test_construction_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_empirical_transition_counts_and_fills_missing_rows():
+    y = np.array([0, 0, 0, 0, 1, 1, 0])
+    z = np.array([0, 0, 0, 1, 0, 1, -1])  # the unlabelled row is ignored
+    t = empirical_transition(y, z, 3)
+    np.testing.assert_allclose(t, [[0.75, 0.25, 0], [0.5, 0.5, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="equal length"):
+        empirical_transition(y, z[:3], 3)
+
+
+CASES = {
+    "sym-0.3-K10": symmetric_transition(10, 0.3),
+    "asym-0.4-cifar-K10": asymmetric_transition(10, 0.4, CIFAR10_ASYM_MAP),
+    "sym-0.45-K5": symmetric_transition(5, 0.45),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_estimators_recover_a_known_transition_matrix(name, calibrated_posteriors, draw_observed):
+    t = CASES[name]
+    k = t.shape[0]
+    rng = np.random.default_rng(1)
+    probs_clean, y = calibrated_posteriors(rng, 40_000, k)
+    z = draw_observed(rng, y, t)
+    # The anchor estimator sees the exact noisy posterior p(z | x) = p(y | x) @ T.
+    anchor = estimate_transition_anchor(probs_clean @ t)
+    assert np.abs(anchor - t).max() < 0.05
+    volmin = estimate_transition_volmin(probs_clean, z, num_classes=k)
+    assert np.abs(volmin - t).max() < 0.05
+    np.testing.assert_allclose(volmin.sum(axis=1), 1.0)
+    # Warm-starting from the anchor estimate lands on the same answer.
+    warm = estimate_transition_volmin(probs_clean, z, num_classes=k, init=anchor, steps=200)
+    assert np.abs(warm - t).max() < 0.05
+
+
+def test_volmin_ignores_unlabelled_rows(calibrated_posteriors, draw_observed):
+    rng = np.random.default_rng(2)
+    t = symmetric_transition(4, 0.2)
+    probs, y = calibrated_posteriors(rng, 8000, 4)
+    z = draw_observed(rng, y, t)
+    z_missing = z.copy()
+    z_missing[::2] = -1
+    both = estimate_transition_volmin(probs[1::2], z[1::2], num_classes=4, steps=200)
+    masked = estimate_transition_volmin(probs, z_missing, num_classes=4, steps=200)
+    np.testing.assert_allclose(both, masked)
+
+
+def test_anchor_quantile_one_takes_the_maximum():
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    np.testing.assert_allclose(estimate_transition_anchor(p, quantile=1.0), [[0.9, 0.1], [0.2, 0.8]])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: estimate_transition_anchor(np.ones(3)), r"\(N, K\)"),
+        (lambda: estimate_transition_anchor(np.array([[0.5, np.nan]])), "finite"),
+        (lambda: estimate_transition_anchor(np.array([[0.5, 0.5]]), quantile=2), "quantile"),
+        (lambda: estimate_transition_anchor(np.array([[0.0, 0.0], [0.5, 0.5]])), "all-zero row 0"),
+        (lambda: estimate_transition_volmin(np.full((2, 3), 1 / 3), np.array([0, 1]), num_classes=2), "columns"),
+        (lambda: estimate_transition_volmin(np.full((2, 2), 0.5), np.array([0, 2]), num_classes=2), r"\[-1, 1\]"),
+        (lambda: estimate_transition_volmin(np.full((2, 2), 0.5), np.array([-1, -1]), num_classes=2), "no labelled"),
+        (lambda: estimate_transition_volmin(np.full((2, 2), 0.5), np.array([0, 1]), num_classes=2, lam=-1), "lam"),
+        (lambda: estimate_transition_volmin(np.full((2, 2), 0.5), np.array([0, 1]), num_classes=2, steps=0), "steps"),
+        (lambda: estimate_transition_volmin(np.full((2, 2), 0.5), np.array([0, 1]), num_classes=2,
+                                            init=np.eye(3)), "init"),
+    ],
+)
+def test_estimator_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
