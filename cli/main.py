@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     # Import only the module of the requested subcommand when we can tell which one it is.
     wanted = {argv[0]: SUBCOMMANDS[argv[0]]} if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(wanted)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error (already printed as one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(args.run(args) or 0)
     except (ValueError, OSError) as exc:

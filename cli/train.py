@@ -35,11 +35,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--topk", type=int, default=2, help="classes kept per sample (default %(default)s)")
     m.add_argument("--lambda-cls", type=float, default=1.0, help="weight of the classification loss")
     m.add_argument("--table-refresh-kimg", type=float, default=32.0)
-    m.add_argument("--sigmas", default="0.4,6.4",
+    m.add_argument("--sigmas", default="0.4,5",
                    help="classifier interval LO,HI for the posterior table and classification loss")
-    m.add_argument("--num-sigmas", type=int, default=4, help="noise levels in that interval")
+    m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
+    m.add_argument("--table-keep-classes", type=int, default=3,
+                   help="posterior table: classes kept after the first 2 levels (0 = score all)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--model", choices=("tiny", "small", "base"), default="small")
+    o.add_argument("--model", choices=("tiny", "small", "medium", "base"), default="small")
     o.add_argument("--batch-size", type=int, default=128)
     o.add_argument("--kimg", type=float, default=None,
                    help="training length in thousands of images (default 256; with --resume: extend the run)")
@@ -77,7 +79,9 @@ def build_config(args: argparse.Namespace):
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
         lambda_cls=args.lambda_cls, model=args.model, batch_size=args.batch_size, total_kimg=args.kimg if args.kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
-        posterior=PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas),
+        posterior=PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
+                                  keep_classes=args.table_keep_classes or None,
+                                  prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1),
         table_refresh_kimg=args.table_refresh_kimg, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class, device=args.device,
     )

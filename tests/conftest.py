@@ -51,3 +51,21 @@ def digits_small():
 
     train, test = load_digits_split()
     return ArrayDataset(train.images[:200], train.labels[:200], train.class_names), test
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, digits_small):
+    """A tiny DMIS run directory (partial labels, ~20 steps) shared by the CLI/API tests."""
+    from label_models.corruption import CorruptionSpec, corrupt
+    from wsl_diffusion.config import TrainConfig
+    from wsl_diffusion.posterior import PosteriorConfig
+    from wsl_diffusion.training import train
+
+    train_data, test_data = digits_small
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    labels = corrupt(train_data.labels, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3))
+    cfg = TrainConfig(model="tiny", batch_size=32, total_kimg=20 * 32 / 1000, table_refresh_kimg=10 * 32 / 1000,
+                      samples_per_class=0, supervision={"supervision": "partial", "q": 0.3},
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3))
+    train(cfg, run_dir, train_data=train_data, labels=labels, progress=False)
+    return run_dir

@@ -46,7 +46,7 @@ class TrainConfig:
     p_std: float = 1.2
     sigma_data: float = 0.5
     posterior: PosteriorConfig = field(default_factory=lambda: PosteriorConfig(
-        schedule="interval", sigma_lo=0.4, sigma_hi=6.4, num_sigmas=4))
+        schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=6, keep_classes=3, prune_sigmas=2))
     table_refresh_kimg: float = 32.0
     calibrate_table: bool = True
     assumed_noise_rate: float = 0.2

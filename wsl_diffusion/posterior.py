@@ -81,7 +81,7 @@ class PosteriorConfig:
     weighting: "elbo" (a_i = log-cell width / sigma_i^2, errors in nats) or "edm" (a_i proportional
       to the training density of sigma times the EDM loss weight lambda(sigma), summing to 1).
     temperature: tau in softmax(-e / tau + log prior).
-    keep_classes: adaptive class pruning — score all classes on the first `prune_sigmas` levels,
+    keep_classes: adaptive class pruning — score all classes on the `prune_sigmas` largest levels,
       keep the best `keep_classes`, refine only those on the rest (None = no pruning).
     """
 
@@ -213,7 +213,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
                         log_prior: torch.Tensor | None = None, max_batch: int = 4096) -> PosteriorResult:
     """p(y | x0) of every class (or of the classes kept by adaptive pruning).
 
-    Pruning (beyond the paper): all K classes on the first `prune_sigmas` levels, keep the
+    Pruning (beyond the paper): all K classes on the `prune_sigmas` largest levels, keep the
     `keep_classes` with the lowest error, add the remaining levels for those only. The first-pass
     errors are kept and completed, so the kept classes' estimate is the same sum as without pruning.
     """
@@ -225,11 +225,16 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         errors = class_errors(net, x0, sigmas=sigmas, weights=weights, generator=generator, max_batch=max_batch)
         nfe = num_classes * len(sigmas)
     else:
+        # Coarse to fine: the first pass uses the LARGEST levels, where the noise has erased
+        # details but not the class's overall shape (on digits the low levels alone pick the
+        # wrong candidates: 33% vs 84% accuracy for a sym-40 vanilla model).
         p = cfg.prune_sigmas
-        first = class_errors(net, x0, sigmas=sigmas[:p], weights=weights[:p], generator=generator, max_batch=max_batch)
+        coarse, fine = slice(len(sigmas) - p, None), slice(0, len(sigmas) - p)
+        first = class_errors(net, x0, sigmas=sigmas[coarse], weights=weights[coarse], generator=generator,
+                             max_batch=max_batch)
         score = first if log_prior is None else first / cfg.temperature - log_prior
         keep = score.topk(cfg.keep_classes, dim=1, largest=False).indices  # (B, keep)
-        rest = class_errors(net, x0, sigmas=sigmas[p:], weights=weights[p:], generator=generator,
+        rest = class_errors(net, x0, sigmas=sigmas[fine], weights=weights[fine], generator=generator,
                             classes=keep, max_batch=max_batch)
         errors = torch.full((b, num_classes), float("inf"), device=x0.device)
         errors.scatter_(1, keep, first.gather(1, keep) + rest)

@@ -32,7 +32,7 @@ from .data import ArrayDataset, to_model_space
 from .losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss, restrict_posterior,
                      sample_sigma, soft_target_loss, topk_classes, vanilla_loss)
 from .network import network_preset
-from .posterior import (class_errors, fit_temperature, log_posterior, noised_input_errors,
+from .posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
                         quadrature_weights, sigma_levels)
 from .precond import EDMDenoiser, denoising_error
 
@@ -119,6 +119,7 @@ class TrainState:
     log_prior: torch.Tensor  # (K,)
     temperature: float
     refreshes: int
+    class_names: tuple[str, ...] = ()
 
     def state_dict(self, config: TrainConfig) -> dict:
         return {
@@ -135,6 +136,7 @@ class TrainState:
             "refreshes": self.refreshes,
             "image_shape": list(self.net.image_shape),
             "num_classes": self.net.num_classes,
+            "class_names": list(self.class_names),
         }
 
 
@@ -172,7 +174,8 @@ def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
     gen.set_state(ckpt["generator"])
     return TrainState(net, ema, opt, gen, nimg=int(ckpt["nimg"]), step=int(ckpt["step"]),
                       table=ckpt["table"].to(device), log_prior=ckpt["log_prior"].to(device),
-                      temperature=float(ckpt["temperature"]), refreshes=int(ckpt["refreshes"]))
+                      temperature=float(ckpt["temperature"]), refreshes=int(ckpt["refreshes"]),
+                      class_names=tuple(ckpt.get("class_names", ())))
 
 
 def load_model(run_dir: Path, *, device="cpu", use_ema: bool = True) -> tuple[EDMDenoiser, dict, TrainConfig]:
@@ -209,12 +212,9 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     Deterministic: its noise comes from a generator seeded by (seed, refresh index), so a resumed
     run refreshes exactly as an uninterrupted one.
     """
-    cfg = config.posterior
-    sigmas = sigma_levels(cfg)
-    weights = quadrature_weights(sigmas, cfg)
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
-    errors = torch.cat([class_errors(state.ema, images[i:i + chunk], sigmas=sigmas, weights=weights,
-                                     generator=gen) for i in range(0, len(images), chunk)])
+    errors = torch.cat([diffusion_posterior(state.ema, images[i:i + chunk], config.posterior, generator=gen).errors
+                        for i in range(0, len(images), chunk)])  # +inf for classes pruned away
     if config.calibrate_table and labels.kind != "pu":
         state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
     probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
@@ -231,9 +231,19 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     restricted = restrict_posterior(probs, lik)
     info = {"refresh": state.refreshes, "temperature": state.temperature}
     if labels.true_labels is not None:  # a diagnostic only; never used for training
-        truth = torch.as_tensor(labels.true_labels, device=images.device)
+        truth = torch.tensor(labels.true_labels, device=images.device)
         info["table_true_class_rate"] = float((restricted.argmax(1) == truth).float().mean())
     return info
+
+
+WDSM_LEVELS = 2  # offset levels of the noised-input posterior: all K classes at each, every step
+
+
+def wdsm_offsets(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Offset levels (and ELBO weights) at which the weighted-DSM form scores noised inputs."""
+    cfg = config.posterior.replace(num_sigmas=WDSM_LEVELS, keep_classes=None)
+    offsets = sigma_levels(cfg)
+    return offsets, quadrature_weights(offsets, cfg)
 
 
 def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape) -> dict:
@@ -249,7 +259,7 @@ def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape
     }
     if config.method == "dmis" and config.gen_form == "wdsm":
         # noise of the noised-input posterior, one image per offset level, batch-first (B, S, C, H, W)
-        out["post_noise"] = torch.randn((b, config.posterior.num_sigmas, *image_shape), generator=g)
+        out["post_noise"] = torch.randn((b, WDSM_LEVELS, *image_shape), generator=g)
     return out
 
 
@@ -280,11 +290,10 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     # --- DMIS: posterior weights restricted by the imprecise label --------------------------
     if config.gen_form == "wdsm":
         # The paper's form: weights from the EMA posterior of the NOISED input, every step.
-        cfg = config.posterior
-        offsets = sigma_levels(cfg)
+        offsets, weights = wdsm_offsets(config)
         x_noised = x0 + sigma.view(-1, 1, 1, 1) * noise
-        errs = noised_input_errors(state.ema, x_noised, sigma, offsets=offsets,
-                                   weights=quadrature_weights(offsets, cfg), noise=batch["post_noise"].transpose(0, 1).to(device))
+        errs = noised_input_errors(state.ema, x_noised, sigma, offsets=offsets, weights=weights,
+                                   noise=batch["post_noise"].transpose(0, 1).to(device))
         probs = log_posterior(errs, temperature=state.temperature, log_prior=state.log_prior).exp()
     else:
         probs = state.table[idx]
@@ -332,12 +341,10 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 
 
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
-    gen = torch.Generator().manual_seed(12345)
+    from .evaluation import evaluate_posterior
+
     cfg = config.posterior.replace(temperature=state.temperature)
-    sigmas = sigma_levels(cfg)
-    errors = class_errors(net, test_images, sigmas=sigmas, weights=quadrature_weights(sigmas, cfg), generator=gen)
-    pred = log_posterior(errors, temperature=cfg.temperature, log_prior=state.log_prior).argmax(1)
-    return float((pred.cpu() == torch.as_tensor(test_targets)).float().mean())
+    return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
 
 
 def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labels,
@@ -385,6 +392,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
 
         save_labels(run_dir / "labels.npz", labels)
 
+    state.class_names = ("negative", "positive") if labels.kind == "pu" else tuple(train_data.class_names)
     model = dist_utils.wrap(state.net, ctx)
     total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
     refresh_every = max(1, round(config.table_refresh_kimg * 1000 / config.batch_size))

@@ -1,0 +1,103 @@
+"""Accuracy and cost of the pruned diffusion posterior against a dense reference grid.
+
+    python benchmarks/posterior_cost.py RUN_DIR [--reference-sigmas 100] [--json]
+
+On the run's test split, measured in one process:
+  * the reference: `--reference-sigmas` log-spaced levels over [0.01, 20], all classes;
+  * pruned schedules: a few levels in the run's interval, with and without adaptive class pruning;
+  * for each: accuracy, NFE per image, the NFE reduction factor and the accuracy change against the
+    reference;
+  * throughput: images/s of `DiffusionClassifier.predict_proba` times its NFE per image, as a
+    fraction of the raw batched forward rate of the same network (forward passes per second on
+    batches of the same size) — the overhead of everything that is not a network evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from label_models.io import load_labels
+from wsl_diffusion.classifier import DiffusionClassifier
+from wsl_diffusion.data import load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.evaluation import evaluate_posterior
+from wsl_diffusion.posterior import PosteriorConfig
+from wsl_diffusion.training import load_model
+
+
+@torch.no_grad()
+def raw_forward_rate(net, image_shape, *, rows: int, repeats: int = 5) -> float:
+    """Network evaluations per second on batches of `rows` random inputs (one class vector each)."""
+    x = torch.randn(rows, *image_shape)
+    sigma = torch.full((rows,), 1.0)
+    cv = torch.nn.functional.one_hot(torch.arange(rows) % net.num_classes, net.num_classes).float()
+    net(x, sigma, cv)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        net(x, sigma, cv)
+    return rows * repeats / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--reference-sigmas", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    net, ckpt, config = load_model(args.run_dir)
+    labels = load_labels(f"{args.run_dir}/labels.npz")
+    _, test = load_dataset(config.dataset)
+    images = to_model_space(test.images)
+    targets = targets_in_label_space(labels, test.labels)
+    log_prior = ckpt["log_prior"]
+    lo, hi = config.posterior.sigma_lo, config.posterior.sigma_hi
+    run_interval = PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi)
+    schedules = {
+        f"grid-{args.reference_sigmas} (reference)": PosteriorConfig(schedule="grid", num_sigmas=args.reference_sigmas),
+        "interval x4": run_interval.replace(num_sigmas=4),
+        "interval x6": run_interval.replace(num_sigmas=6),
+        "interval x8": run_interval.replace(num_sigmas=8),
+        "interval x6, keep 2 after 2": run_interval.replace(num_sigmas=6, keep_classes=2, prune_sigmas=2),
+        "interval x8, keep 2 after 3": run_interval.replace(num_sigmas=8, keep_classes=2, prune_sigmas=3),
+        "interval x8, keep 3 after 2": run_interval.replace(num_sigmas=8, keep_classes=3, prune_sigmas=2),
+    }
+    rows = []
+    for name, cfg in schedules.items():
+        ev = evaluate_posterior(net, images, targets, cfg, log_prior=log_prior)
+        rows.append({"schedule": name, **ev.to_dict()})
+    ref = rows[0]
+    for r in rows:
+        r["nfe_reduction"] = ref["nfe_per_image"] / r["nfe_per_image"]
+        r["accuracy_change_pt"] = 100 * (r["accuracy"] - ref["accuracy"])
+
+    # throughput of the public API vs the raw network, at the API's batch geometry
+    clf = DiffusionClassifier.from_run(args.run_dir, posterior=run_interval.replace(num_sigmas=6))
+    clf.predict_proba(test.images[:64])  # warm-up
+    t0 = time.perf_counter()
+    clf.predict_proba(test.images)
+    api_seconds = time.perf_counter() - t0
+    api_rate = len(test.images) * clf.last_nfe_per_image / api_seconds
+    rows_per_batch = min(clf.batch_size, len(test.images)) * net.num_classes
+    raw_rate = raw_forward_rate(net, tuple(net.image_shape), rows=rows_per_batch)
+    result = {"run_dir": args.run_dir, "num_images": len(images), "schedules": rows,
+              "api_evals_per_second": api_rate, "raw_evals_per_second": raw_rate,
+              "api_fraction_of_raw": api_rate / raw_rate}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.run_dir}: {len(images)} test images, threads={args.threads}")
+    print(f"{'schedule':32s} {'NFE':>5s} {'xfewer':>7s} {'acc %':>7s} {'d acc':>7s} {'NLL':>6s} {'img/s':>7s}")
+    for r in rows:
+        print(f"{r['schedule']:32s} {r['nfe_per_image']:5d} {r['nfe_reduction']:7.1f} {100 * r['accuracy']:7.2f} "
+              f"{r['accuracy_change_pt']:+7.2f} {r['nll']:6.3f} {r['images_per_second']:7.1f}")
+    print(f"predict_proba: {api_rate:.0f} evals/s; raw forward: {raw_rate:.0f} evals/s; "
+          f"ratio {result['api_fraction_of_raw']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

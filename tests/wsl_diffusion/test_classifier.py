@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from wsl_diffusion.classifier import DiffusionClassifier
+from wsl_diffusion.data import to_model_space
+from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
+
+
+def test_classifier_api_matches_posterior_function(tiny_run, digits_small):
+    _, test = digits_small
+    clf = DiffusionClassifier.from_run(tiny_run, seed=3, batch_size=1000)
+    images = test.images[:40]
+    probs = clf.predict_proba(images)
+    assert probs.shape == (40, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    # the same numbers as the low-level function with the same noise seed
+    res = diffusion_posterior(clf.net, to_model_space(images), clf.posterior,
+                              generator=torch.Generator().manual_seed(3), log_prior=clf.log_prior)
+    np.testing.assert_allclose(probs, res.probs.numpy(), rtol=1e-5, atol=1e-6)
+    assert clf.last_nfe_per_image == 10 * 3
+    assert (clf.predict(images) == probs.argmax(1)).all()
+    assert clf.score(images, test.labels[:40]) == pytest.approx((probs.argmax(1) == test.labels[:40]).mean())
+    errors = torch.as_tensor(clf.class_errors(images))
+    expected = torch.softmax(-errors / clf.posterior.temperature + clf.log_prior, dim=1)
+    np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_is_batch_size_independent_in_shape_and_rejects_wrong_shape(tiny_run, digits_small):
+    _, test = digits_small
+    clf = DiffusionClassifier.from_run(tiny_run, posterior=PosteriorConfig(schedule="median"))
+    assert clf.predict_proba(test.images[:5]).shape == (5, 10)
+    assert clf.last_nfe_per_image == 10
+    with pytest.raises(ValueError, match="expects"):
+        clf.predict_proba(np.zeros((2, 9, 9, 1), np.uint8))
+
+
+def test_class_pruning_through_api(tiny_run, digits_small):
+    _, test = digits_small
+    cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3, keep_classes=2, prune_sigmas=1)
+    clf = DiffusionClassifier.from_run(tiny_run, posterior=cfg)
+    probs = clf.predict_proba(test.images[:10])
+    assert ((probs > 0).sum(1) <= 2).all()
+    assert clf.last_nfe_per_image == 10 * 1 + 2 * 2
