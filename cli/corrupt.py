@@ -1,6 +1,7 @@
 """`wsl-diff corrupt`: make a synthetic imprecise label file for a dataset's training split.
 
     wsl-diff corrupt --dataset digits --supervision noisy --noise sym --rate 0.4 --seed 0 --out sym40.npz
+    wsl-diff corrupt --dataset data/cifar10-jpeg.tar.gz --subset 100 --supervision partial --q 0.3 --out p.npz
 
 Writes the labels (.npz or .csv, see label_models.io), then prints a summary: the realised noise
 rate, the empirical transition matrix, candidate-set sizes and labelled fractions per class.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,13 @@ from label_models.corruption import BUILTIN_CLASS_MAPS, CorruptionSpec
 from label_models.labels import SUPERVISION_KINDS
 from label_models.transition import NOISE_MODELS
 
-DATASETS: tuple[str, ...] = ("digits",)
+DATASETS: tuple[str, ...] = ("digits",)  # embedded datasets; --dataset also takes paths
+DATASET_HELP = (
+    "digits (embedded, default), an image folder ROOT with ROOT/train/<class>/*.png|jpg|jpeg "
+    "(optional ROOT/test/<class>/; without it a fixed stratified 80/20 split), a .tar.gz/.tgz/.tar of "
+    "such a folder, an .npz (images, labels[, test_images, test_labels, class_names]) or a CIFAR-10 "
+    "python-pickle folder (data_batch_1..5, test_batch)"
+)
 _DEFAULTS = CorruptionSpec(supervision="clean")  # one source of truth for the flag defaults
 
 
@@ -38,6 +46,40 @@ def _class_list_type(text: str) -> tuple[int, ...]:
         return parse_class_list(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--subset takes a whole number of images per class >= 1; got {text!r}")
+    return value
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare --dataset, --subset and --on-bad-image (shared with `wsl-diff train`)."""
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", default="digits", metavar="DATASET", help=DATASET_HELP)
+    group.add_argument("--subset", type=_positive_int, default=None, metavar="N",
+                       help="keep at most N images per class in each split (the first ones; for CPU-sized runs)")
+    group.add_argument("--on-bad-image", choices=("raise", "skip"), default="raise",
+                       help="an unreadable image file: stop with an error (default) or skip it and warn")
+
+
+def dataset_tag(dataset: str, class_names: tuple[str, ...]) -> str:
+    """The dataset name recorded in label files and used to pick the built-in asymmetric class map:
+    "cifar10" for the 10 CIFAR-10 classes, else the embedded name or the path's base name."""
+    from wsl_diffusion.sources import dataset_tag as tag
+
+    return tag(dataset, class_names)
+
+
+def print_dataset_notes(train: Any) -> None:
+    """Say on stderr how a loaded dataset was split / what was skipped (stdout stays for --json)."""
+    for note in getattr(train, "notes", ()):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def add_supervision_arguments(
@@ -101,7 +143,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Corrupt the true labels of a dataset's training split into imprecise labels and "
         "write them as a label file (.npz or .csv).",
     )
-    p.add_argument("--dataset", choices=DATASETS, default="digits", help="dataset (training split)")
+    add_dataset_arguments(p)
     add_supervision_arguments(p)
     p.add_argument("--out", required=True, help="output label file, .npz or .csv")
     p.add_argument("--json", action="store_true", help="print only a JSON summary object on stdout")
@@ -117,12 +159,14 @@ def run(args: argparse.Namespace) -> int:
     # Fail on the cheap checks before loading data or corrupting anything.
     out = check_writable_label_path(args.out)
     spec = spec_from_args(args)
-    train = _load_train_split(args.dataset)
+    train = _load_train_split(args.dataset, subset=args.subset, on_error=args.on_bad_image)
+    print_dataset_notes(train)
     features = None
     if spec.supervision == "noisy" and spec.noise == "instance":
         features = train.images.reshape(len(train), -1).astype(np.float64)  # (N, H*W*C) raw pixels
     labels = corrupt(
-        train.labels, num_classes=train.num_classes, spec=spec, features=features, dataset_name=args.dataset
+        train.labels, num_classes=train.num_classes, spec=spec, features=features,
+        dataset_name=dataset_tag(args.dataset, train.class_names),
     )
     save_labels(out, labels)
     summary = summarize(labels)
@@ -134,12 +178,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_train_split(name: str):
-    if name == "digits":
-        from wsl_diffusion.data import load_digits_split
+def _load_train_split(name: str, *, subset: int | None = None, on_error: str = "raise"):
+    from wsl_diffusion.data import load_dataset
 
-        return load_digits_split()[0]
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return load_dataset(name, subset=subset, on_error=on_error)[0]
 
 
 def _class_names(kind: str, names: tuple[str, ...]) -> list[str]:

@@ -5,6 +5,12 @@ the single median, the run's own interval, and that interval with class pruning)
 NLL and ECE at the run's temperature and after temperature calibration (cross-fitted on two
 halves of the test split, so no image is scored with a temperature fitted on its own label),
 network evaluations (NFE) per image and images per second — an accuracy-vs-NFE table.
+
+With --samples it measures the run's generated samples instead (--per-class per class): FD and
+class-wise FD (each with its sample size), density/coverage and their class-wise versions, CAS
+and the evaluator's accuracy on the samples (see wsl_diffusion.sample_quality). The evaluator
+classifier is trained once per dataset and cached under $WSL_DIFFUSION_CACHE
+(default ~/.cache/wsl-diffusion).
 """
 from __future__ import annotations
 
@@ -25,6 +31,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")
+    g = p.add_argument_group("samples (instead of the posterior table)")
+    g.add_argument("--samples", action="store_true",
+                   help="measure generated samples: FD, CW-FD, density/coverage, CAS, sample accuracy")
+    g.add_argument("--per-class", type=int, default=100, help="samples per class (default 100)")
+    g.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w >= 0")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.set_defaults(run=run)
     return p
 
@@ -41,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     run_dir = Path(args.run_dir)
+    if args.samples:
+        return run_samples(args, run_dir)
     net, ckpt, config = load_model(run_dir)
     labels = load_labels(run_dir / "labels.npz")
-    _, test = load_dataset(config.dataset)
+    _, test = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
     images = to_model_space(test.images)
     targets = targets_in_label_space(labels, test.labels)
     if args.limit:
@@ -72,4 +86,20 @@ def run(args: argparse.Namespace) -> int:
                       f"{100 * r['accuracy']:.2f}", f"{r['nll']:.3f}", f"{r['ece']:.3f}",
                       f"{100 * c['accuracy']:.2f}", f"{c['nll']:.3f}", f"{c['ece']:.3f}")
     Console(width=160).print(table)
+    return 0
+
+
+def run_samples(args: argparse.Namespace, run_dir: Path) -> int:
+    """`--samples`: sample-quality metrics of the run's EMA model (wsl_diffusion.sample_quality)."""
+    from label_models.io import load_labels
+    from wsl_diffusion.sample_quality import evaluate_samples, summary_lines
+    from wsl_diffusion.training import load_model
+
+    net, _, config = load_model(run_dir)
+    result = evaluate_samples(net, config, labels=load_labels(run_dir / "labels.npz"), per_class=args.per_class,
+                              seed=args.seed, guidance=args.guidance)
+    if args.json:
+        print(json.dumps({"run_dir": str(run_dir), **result}))
+    else:
+        print("\n".join([f"{run_dir}: sample quality", *summary_lines(result)]))
     return 0

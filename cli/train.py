@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cli.corrupt import DATASETS, add_supervision_arguments, spec_from_args
+from cli.corrupt import (add_dataset_arguments, add_supervision_arguments, dataset_tag, print_dataset_notes,
+                         spec_from_args)
 
 EXIT_DIVERGED = 3
 
@@ -23,7 +24,7 @@ EXIT_DIVERGED = 3
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a diffusion model (DMIS or vanilla) from imprecise labels",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    add_dataset_arguments(p)
     p.add_argument("--labels", default=None, help="a label file (.npz/.csv) instead of --supervision flags")
     add_supervision_arguments(p, seed_flag="--label-seed", require_supervision=False)
     p.add_argument("--out", required=True, help="run directory")
@@ -74,8 +75,13 @@ def build_config(args: argparse.Namespace):
 
     lo, hi = parse_pair(args.sigmas, "--sigmas")
     supervision = None if args.labels else spec_from_args(args).to_dict()
+    # A dataset path is stored absolute so that --resume and `evaluate` find it from any directory.
+    dataset = args.dataset
+    if dataset != "digits" and Path(dataset).expanduser().exists():
+        dataset = str(Path(dataset).expanduser().resolve())
     return TrainConfig(
-        dataset=args.dataset, labels_file=str(Path(args.labels).resolve()) if args.labels else None,
+        dataset=dataset, subset=args.subset, on_bad_image=args.on_bad_image,
+        labels_file=str(Path(args.labels).resolve()) if args.labels else None,
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
         lambda_cls=args.lambda_cls, model=args.model, batch_size=args.batch_size, total_kimg=args.kimg if args.kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
@@ -103,7 +109,7 @@ def load_run_labels(config, train):
         return labels
     spec = CorruptionSpec.from_dict(config.supervision)
     return corrupt(train.labels, num_classes=train.num_classes, spec=spec,
-                   features=flat_features(train), dataset_name=config.dataset)
+                   features=flat_features(train), dataset_name=dataset_tag(config.dataset, train.class_names))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
         if args.labels is None and args.supervision is None:
             raise ValueError("say what labels to train on: --supervision KIND (with its flags) or --labels FILE")
         config = build_config(args)
-    if not args.json:
-        console.print_json(config.to_json())
-    train_data, test_data = load_dataset(config.dataset)
+    train_data, test_data = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
     labels = load_run_labels(config, train_data)
+    if not args.json:  # printed once the inputs are known to be valid: errors stay one line
+        print_dataset_notes(train_data)
+        console.print_json(config.to_json())
     try:
         summary = train(config, out, train_data=train_data, labels=labels, test_data=test_data,
                         test_targets=targets_in_label_space(labels, test_data.labels), resume=args.resume,

@@ -15,6 +15,9 @@ class TrainConfig:
     """Everything that decides a training run. Durations are in thousands of images (kimg), as
     in EDM, so runs compare across batch sizes and process counts.
 
+    dataset: "digits" or a path `wsl_diffusion.sources.load_source` reads (image folder, tarball,
+      .npz, CIFAR-10 pickles); subset caps the images per class in each split; on_bad_image says
+      whether an unreadable image file stops the run ("raise") or is left out ("skip").
     supervision: the `label_models.CorruptionSpec` fields as a dict (how labels were corrupted),
       or None when `labels_file` gives the labels.
     gen_form: "em" (posterior weights outside the norm, from a table of clean-image posteriors
@@ -27,6 +30,8 @@ class TrainConfig:
     """
 
     dataset: str = "digits"
+    subset: int | None = None
+    on_bad_image: str = "raise"
     labels_file: str | None = None
     supervision: dict | None = None
     method: str = "dmis"
@@ -55,8 +60,18 @@ class TrainConfig:
     checkpoint_every_kimg: float = 64.0
     samples_per_class: int = 8
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast the network forward to bfloat16 (GPU)
+    channels_last: bool = False  # NHWC memory layout for the convolutions (faster on GPU)
+    compile: bool = False  # torch.compile the training network (GPU, long runs)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}; choose fp32 or bf16")
+        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)
+                                        or self.subset < 1):
+            raise ValueError(f"--subset must be a whole number of images per class >= 1; got {self.subset!r}")
+        if self.on_bad_image not in ("raise", "skip"):
+            raise ValueError(f"--on-bad-image must be raise or skip; got {self.on_bad_image!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.gen_form not in ("em", "wdsm"):

@@ -85,11 +85,30 @@ def to_uint8(images) -> np.ndarray:
 DATASET_NAMES = ("digits",)
 
 
-def load_dataset(name: str) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, test) splits of a named dataset."""
+def load_dataset(
+    name: str, *, subset: int | None = None, on_error: str = "raise"
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) splits of an embedded dataset (DATASET_NAMES) or of a path that
+    `wsl_diffusion.sources.load_source` reads (image folder, .tar.gz of one, .npz, CIFAR-10 pickles).
+
+    subset: keep at most this many images per class in each split (the first ones, in the split's
+      fixed order); None keeps all.
+    on_error: what an unreadable image file does: "raise" a ValueError or "skip" it (sources only).
+    """
+    from . import sources
+
     if name == "digits":
-        return load_digits_split()
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+        subset = sources.check_subset(subset)
+        if on_error not in sources.ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {', '.join(sources.ON_ERROR_CHOICES)}; got {on_error!r}")
+        train, test = load_digits_split()
+        if subset is None:
+            return train, test
+        keep_train = sources.cap_per_class(train.labels, subset)
+        keep_test = sources.cap_per_class(test.labels, subset)
+        return (ArrayDataset(train.images[keep_train], train.labels[keep_train], train.class_names),
+                ArrayDataset(test.images[keep_test], test.labels[keep_test], test.class_names))
+    return sources.load_source(name, subset=subset, on_error=on_error)
 
 
 def flat_features(data: ArrayDataset) -> np.ndarray:

@@ -14,6 +14,7 @@ Non-finite losses stop the run with a clear message; the last good checkpoint st
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -349,13 +350,14 @@ def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, te
 
 def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labels,
           test_data: ArrayDataset | None = None, test_targets: np.ndarray | None = None,
-          resume: bool = False, max_steps: int | None = None, progress: bool = True,
-          console=None) -> dict:
+          resume: bool = False, max_steps: int | None = None, max_seconds: float | None = None,
+          progress: bool = True, console=None) -> dict:
     """Train (or resume) a run in `run_dir`. Returns a summary dict (also written as summary.json).
 
     labels: a `label_models.ImpreciseLabels` aligned with train_data. test_targets: the test-set
     targets in the label model's class space (PU: binary). max_steps: stop after this many steps
-    of this call without saving (simulates a crash; used by tests).
+    of this call without saving (simulates a crash; used by tests). max_seconds: a wall-clock
+    budget for this call; when it runs out the run is checkpointed and stops (resumable).
     """
     run_dir = Path(run_dir)
     ctx = dist_utils.init()
@@ -393,7 +395,14 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
         save_labels(run_dir / "labels.npz", labels)
 
     state.class_names = ("negative", "positive") if labels.kind == "pu" else tuple(train_data.class_names)
+    if config.channels_last:
+        state.net.to(memory_format=torch.channels_last)
+        state.ema.to(memory_format=torch.channels_last)
     model = dist_utils.wrap(state.net, ctx)
+    if config.compile:
+        model = torch.compile(model)
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.precision == "bf16"
+                else contextlib.nullcontext())
     total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
     refresh_every = max(1, round(config.table_refresh_kimg * 1000 / config.batch_size))
     ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
@@ -403,6 +412,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     stats_file = open(run_dir / "stats.jsonl", "a") if ctx.is_main else None
     t_start = time.perf_counter()
     steps_this_call = 0
+    budget_hit = False
     acc_stats: dict[str, list[float]] = {}
     from .progress import TrainProgress
 
@@ -411,6 +421,11 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     try:
         while state.step < total_steps:
             if max_steps is not None and steps_this_call >= max_steps:
+                break
+            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
+                if ctx.is_main:
+                    save_checkpoint(ckpt_path, state.state_dict(config))
+                budget_hit = True
                 break
             if needs_table and state.step > 0 and state.step % refresh_every == 0 and state.refreshes < state.step // refresh_every:
                 info = refresh_table(state, config, images, lik, labels)
@@ -421,8 +436,9 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             local = dist_utils.local_slice(batch, ctx)
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))
-            loss, stats = step_loss(config, state, model, local, images=images, lik=lik, label_rows=label_rows, labels=labels,
-                                    observed=observed, is_labelled=is_labelled)
+            with autocast:
+                loss, stats = step_loss(config, state, model, local, images=images, lik=lik, label_rows=label_rows,
+                                        labels=labels, observed=observed, is_labelled=is_labelled)
             loss_value = dist_utils.all_reduce_mean(loss.detach(), ctx)
             if not math.isfinite(float(loss_value)):
                 raise TrainingDiverged(
@@ -458,8 +474,9 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
 
     elapsed = time.perf_counter() - t_start
     summary = {"steps": state.step, "kimg": state.nimg / 1000, "seconds_this_call": elapsed,
-               "finished": state.step >= total_steps, "temperature": state.temperature}
-    if ctx.is_main and state.step >= total_steps:
+               "finished": state.step >= total_steps, "stopped_by_time_budget": budget_hit,
+               "temperature": state.temperature}
+    if ctx.is_main and (state.step >= total_steps or budget_hit):
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)

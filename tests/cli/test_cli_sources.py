@@ -1,0 +1,83 @@
+"""--dataset takes paths (image folder, tarball, npz, CIFAR pickles) in `corrupt` and `train`, with
+--subset and --on-bad-image; bad datasets are one stderr line and exit 2."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cli.main import build_parser, main
+from label_models import load_labels
+
+torch.set_num_threads(1)
+
+
+def image_folder(root, classes=("a", "b", "c"), per_class=12):
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / "train" / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / "train" / cls / f"{i:02d}.png")
+    return root
+
+
+def test_corrupt_on_a_generated_folder(tmp_path, capsys):
+    root = image_folder(tmp_path / "shapes")
+    out = tmp_path / "x.npz"
+    code = main(["corrupt", "--dataset", str(root), "--supervision", "noisy", "--rate", "0.2",
+                 "--subset", "9", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)  # stdout stays one JSON object; the split note goes to stderr
+    assert summary["num_samples"] == 3 * 9 and summary["num_classes"] == 3
+    assert "no test split" in captured.err
+    labels = load_labels(out)
+    assert labels.meta["dataset"] == "shapes" and labels.num_samples == 27
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: (r / "train").mkdir(parents=True), "no class folders"),
+    (lambda r: r.mkdir(), "neither a train/ folder"),
+    (lambda r: None, "no such dataset"),
+])
+def test_bad_dataset_is_one_line_exit_2(tmp_path, capsys, make, message):
+    root = tmp_path / "bad"
+    make(root)
+    code = main(["corrupt", "--dataset", str(root), "--supervision", "clean", "--out", str(tmp_path / "l.npz")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and message in captured.err
+    assert captured.err.startswith("wsl-diff corrupt: error:") and not (tmp_path / "l.npz").exists()
+
+
+def test_subset_flag_is_validated(tmp_path, capsys):
+    code = main(["corrupt", "--subset", "0", "--supervision", "clean", "--out", str(tmp_path / "l.npz")])
+    assert code == 2 and "--subset takes a whole number" in capsys.readouterr().err
+
+
+def test_asym_noise_on_a_folder_needs_a_class_map(tmp_path, capsys):
+    root = image_folder(tmp_path / "shapes", classes=tuple("abcdefghij"), per_class=3)
+    args = ["corrupt", "--dataset", str(root), "--supervision", "noisy", "--noise", "asym", "--rate", "0.2",
+            "--out", str(tmp_path / "l.npz"), "--json"]
+    assert main(args) == 2 and "no built-in asymmetric class map for dataset 'shapes'" in capsys.readouterr().err
+    assert main([*args, "--class-map", "cifar10"]) == 0
+
+
+def test_train_config_carries_dataset_flags(tmp_path, monkeypatch):
+    from cli.train import build_config
+    from wsl_diffusion.config import TrainConfig
+
+    root = image_folder(tmp_path / "shapes")
+    monkeypatch.chdir(tmp_path)
+    args = build_parser({"train": "cli.train"}).parse_args(
+        ["train", "--dataset", "shapes", "--subset", "4", "--on-bad-image", "skip", "--supervision", "clean",
+         "--out", "run"])
+    config = build_config(args)
+    assert config.dataset == str(root.resolve()) and config.subset == 4 and config.on_bad_image == "skip"
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="--subset must be"):
+        TrainConfig(subset=0)
+    with pytest.raises(ValueError, match="--on-bad-image must be"):
+        TrainConfig(on_bad_image="ignore")
