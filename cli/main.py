@@ -23,7 +23,9 @@ SUBCOMMANDS: dict[str, str] = {
     "classify": "cli.classify",
     "evaluate": "cli.evaluate",
     "benchmark": "cli.benchmark",
+    "demo": "cli.demo",
     "sample": "cli.sample",
+    "condense": "cli.condense",
 }
 
 EXIT_USAGE = 2

@@ -2,7 +2,10 @@
 
 The probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma is integrated from sigma_max to 0
 on the rho-spaced schedule; Heun adds a second-order correction except on the last step.
-Per-image seeds make every image independent of the batch it was drawn in.
+Per-image seeds make every image independent of the batch it was drawn in, and of how many other
+images are drawn: image i of class c is the same for any batch size, class subset or count per
+class. `save_samples_npz` / `load_samples_npz` store samples in the on-disk convention (uint8 NHWC
+plus the conditioning labels).
 """
 from __future__ import annotations
 
@@ -32,56 +35,109 @@ def initial_noise(seeds: list[int] | np.ndarray, shape: tuple[int, int, int], *,
     return (torch.stack(out) * sigma_max).to(device)
 
 
+def _denoise_at(denoise: Denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """D(x, sigma) evaluated in float32 (the network's precision), returned in x's dtype."""
+    return denoise(x.float(), torch.full((x.shape[0],), sigma, device=x.device)).to(x.dtype)
+
+
 @torch.no_grad()
-def edm_sample(denoise: Denoiser, x_init: torch.Tensor, *, num_steps: int = 18, sigma_min: float = 0.002,
-               sigma_max: float = 80.0, rho: float = 7.0, solver: str = "heun") -> torch.Tensor:
-    """Integrate the probability-flow ODE from x_init (already scaled by sigma_max) to sigma = 0."""
-    if solver not in ("heun", "euler"):
-        raise ValueError(f"unknown solver {solver!r}; choose heun or euler")
-    steps = edm_sigma_steps(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+def euler_sample(denoise: Denoiser, x_init: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """First-order (Euler) integration of dx/dsigma = (x - D(x, sigma)) / sigma along `sigmas`
+    (decreasing, last entry 0; e.g. `edm_sigma_steps`). x_init: (B, C, H, W) at sigmas[0].
+
+    Pure: x_init is not modified and the result depends only on the arguments. The state is
+    carried in float64 so that round-off does not accumulate over many steps. Returns float32.
+    """
     x = x_init.double()
-    b = x.shape[0]
-    for i in range(num_steps):
-        s_cur, s_next = float(steps[i]), float(steps[i + 1])
-        d_cur = (x - denoise(x.float(), torch.full((b,), s_cur, device=x.device)).double()) / s_cur
+    for s_cur, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        x = x + (s_next - s_cur) * (x - _denoise_at(denoise, x, s_cur)) / s_cur
+    return x.float()
+
+
+@torch.no_grad()
+def heun_sample(denoise: Denoiser, x_init: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Second-order Heun integration (EDM Algorithm 1 without churn) along `sigmas`; the step to
+    sigma = 0 stays an Euler step (the slope is undefined there). 2 N - 1 denoiser calls for N
+    steps. Pure, like `euler_sample`. Returns float32."""
+    x = x_init.double()
+    for s_cur, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        d_cur = (x - _denoise_at(denoise, x, s_cur)) / s_cur
         x_next = x + (s_next - s_cur) * d_cur
-        if solver == "heun" and s_next > 0:
-            d_next = (x_next - denoise(x_next.float(), torch.full((b,), s_next, device=x.device)).double()) / s_next
+        if s_next > 0:
+            d_next = (x_next - _denoise_at(denoise, x_next, s_next)) / s_next
             x_next = x + (s_next - s_cur) * 0.5 * (d_cur + d_next)
         x = x_next
     return x.float()
 
 
+SOLVERS = {"heun": heun_sample, "euler": euler_sample}
+
+
+def edm_sample(denoise: Denoiser, x_init: torch.Tensor, *, num_steps: int = 18, sigma_min: float = 0.002,
+               sigma_max: float = 80.0, rho: float = 7.0, solver: str = "heun") -> torch.Tensor:
+    """Integrate the probability-flow ODE from x_init (already scaled by sigma_max) to sigma = 0
+    on the EDM rho-schedule with `num_steps` steps, by Heun or Euler."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose {' or '.join(SOLVERS)}")
+    steps = edm_sigma_steps(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    return SOLVERS[solver](denoise, x_init, steps)
+
+
 def class_conditional(net, class_ids: torch.Tensor, *, guidance: float = 0.0) -> Denoiser:
     """Bind class labels to a denoiser; guidance w > 0 applies classifier-free guidance:
     D_w = (1 + w) D(x, sigma, y) - w D(x, sigma, no label), the unconditional model being the
-    all-zero class vector seen through label dropout in training."""
+    all-zero class vector seen through label dropout in training. The conditional and
+    unconditional halves go through the network as one batch."""
     onehot = F.one_hot(class_ids, net.num_classes).float()
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        cond = net(x, sigma, onehot)
         if guidance == 0.0:
-            return cond
-        uncond = net(x, sigma, torch.zeros_like(onehot))
+            return net(x, sigma, onehot)
+        both = net(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([onehot, torch.zeros_like(onehot)]))
+        cond, uncond = both.chunk(2)
         return cond + guidance * (cond - uncond)
 
     return denoise
 
 
+def image_seed(seed: int, class_id: int, index: int) -> int:
+    """The noise seed of image `index` of class `class_id` in a sampling run with `seed`.
+
+    Mixed through numpy's SeedSequence, so distinct (seed, class, index) triples never share a
+    stream however many images per class are drawn."""
+    return int(np.random.SeedSequence([int(seed), int(class_id), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def sample_per_class(net, *, per_class: int, seed: int = 0, guidance: float = 0.0, num_steps: int = 18,
-                     solver: str = "heun", device="cpu", batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_class` images of every class. Image i of class c uses seed (seed, c, i) mixed into an
-    integer, so the set does not depend on batch_size. Returns (images (K*per_class, C, H, W) in
-    [-1, 1] clipped, labels (K*per_class,))."""
-    k = net.num_classes
-    labels = torch.arange(k).repeat_interleave(per_class)
-    seeds = [seed * 1_000_003 + c * 10_007 + i for c in range(k) for i in range(per_class)]
+                     solver: str = "heun", device="cpu", batch_size: int = 256, classes=None,
+                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` images of every class (or of `classes`), class-major order.
+
+    Image i of class c starts from the noise of `image_seed(seed, c, i)`, so the set does not
+    depend on batch_size (nor on which other classes are drawn). Returns (images (n, C, H, W) in
+    [-1, 1] clipped, float32 on CPU; labels (n,) int64), n = len(classes) * per_class.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1; got {per_class}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if guidance < 0:
+        raise ValueError(f"guidance must be >= 0 (0 = plain conditional sampling); got {guidance}")
+    classes = list(range(net.num_classes)) if classes is None else [int(c) for c in classes]
+    if any(not 0 <= c < net.num_classes for c in classes):
+        raise ValueError(f"classes must lie in [0, {net.num_classes}); got {classes}")
+    labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(per_class)
+    seeds = [image_seed(seed, c, i) for c in classes for i in range(per_class)]
+    steps = edm_sigma_steps(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose {' or '.join(SOLVERS)}")
     out = []
     for start in range(0, len(labels), batch_size):
         sl = slice(start, start + batch_size)
-        x = initial_noise(seeds[sl], tuple(net.image_shape), sigma_max=80.0, device=device)
+        x = initial_noise(seeds[sl], tuple(net.image_shape), sigma_max=sigma_max, device=device)
         den = class_conditional(net, labels[sl].to(device), guidance=guidance)
-        out.append(edm_sample(den, x, num_steps=num_steps, solver=solver).clamp(-1, 1).cpu())
+        out.append(SOLVERS[solver](den, x, steps).clamp(-1, 1).cpu())
     return torch.cat(out), labels
 
 
@@ -104,3 +160,30 @@ def save_png(array_hwc: np.ndarray, path, *, upscale: int = 1) -> None:
     arr = array_hwc.repeat(upscale, 0).repeat(upscale, 1) if upscale > 1 else array_hwc
     img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     img.save(path)
+
+
+def save_samples_npz(path, images: torch.Tensor, labels: torch.Tensor | np.ndarray, **meta) -> None:
+    """Write samples atomically as .npz: `images` uint8 (N, H, W, C) (the on-disk convention),
+    `labels` int64 (N,) (the class each image was conditioned on) and `meta_json` (a JSON string
+    of `meta`: seed, solver, ...). images: float (N, C, H, W) in [-1, 1]."""
+    import json
+
+    from .checkpoint import atomic_write_bytes
+    from .data import to_uint8
+
+    arrays = {"images": to_uint8(images), "labels": np.asarray(labels, dtype=np.int64),
+              "meta_json": np.array(json.dumps(meta, sort_keys=True))}
+    if len(arrays["images"]) != len(arrays["labels"]):
+        raise ValueError(f"{len(arrays['images'])} images but {len(arrays['labels'])} labels")
+    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_samples_npz(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(images uint8 (N, H, W, C), labels int64 (N,), meta dict) from `save_samples_npz`."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["images"], data["labels"], json.loads(str(data["meta_json"])) if "meta_json" in data else {}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a samples .npz ({type(exc).__name__}: {exc})") from None
