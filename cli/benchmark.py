@@ -1,0 +1,98 @@
+"""`wsl-diff benchmark`: settings x methods x seeds against scikit-learn and neural baselines.
+
+    wsl-diff benchmark --preset digits-quick --out runs/bench-quick
+    wsl-diff benchmark --preset digits --seeds 0,1,2 --out runs/bench
+    wsl-diff benchmark --preset digits --settings sym-40,partial-0.5 --methods dmis,svc,svc_selftrain \\
+        --kimg 64 --out runs/bench-small
+
+Writes OUT/results.json (one record per setting x method x seed, rewritten after every cell),
+OUT/report.md (mean ± std per setting, best in bold, training budget beside every number, a link
+to the DMIS sample grid) and the diffusion runs under OUT/runs/<setting>/<method>/seed<k>.
+Running the same command again skips finished cells and retries crashed ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+
+def _names(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",")]
+    if not names or any(not t for t in names):
+        raise ValueError(f"{flag} takes comma-separated names like a,b; got {text!r}")
+    return names
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; ValueError for anything but distinct non-negative integers."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    if not parts or any(not t.isdigit() for t in parts):
+        raise ValueError(f"--seeds takes comma-separated non-negative integers like 0,1,2; got {text!r}")
+    seeds = [int(t) for t in parts]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds lists a seed twice: {text!r}")
+    return seeds
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from wsl_diffusion.benchmark import PRESETS, SETTINGS
+
+    p = subparsers.add_parser("benchmark", help="benchmark DMIS and vanilla diffusion against baselines",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=tuple(PRESETS), default="digits",
+                   help="digits: 12 settings x 3 seeds; digits-quick: sym-40, partial-0.3, semi-10, 1 seed")
+    p.add_argument("--out", required=True, help="output directory (results.json, report.md, runs/)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--settings", default=None, help=f"comma-separated subset of: {', '.join(SETTINGS)}")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated subset of methods: vanilla, dmis and baseline names (default: all)")
+    p.add_argument("--kimg", type=float, default=None, help="diffusion training length (default: the preset's)")
+    p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default=None,
+                   help="diffusion network size (default: the preset's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the records as one JSON object on stdout")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsl_diffusion.benchmark import DIFFUSION_METHODS, REPORT_NAME, run_benchmark, summary_rows
+
+    seeds = parse_seeds(args.seeds)
+    settings = _names(args.settings, "--settings")
+    methods = _names(args.methods, "--methods")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be >= 1")
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    console = Console(stderr=True)
+    records = run_benchmark(args.out, preset=args.preset, seeds=seeds, settings=settings, methods=methods,
+                            kimg=args.kimg, model=args.model, progress=not (args.quiet or args.json),
+                            console=console)
+    failed = sum("error" in r for r in records)
+    if args.json:
+        print(json.dumps({"out": str(args.out), "failed": failed, "records": records}))
+        return 0
+    rows = summary_rows(records)
+    shown = [m for m in DIFFUSION_METHODS if any(m in row for row in rows)]
+    table = Table(title=f"benchmark {args.preset}: test accuracy %, mean ± std over seeds")
+    for col in ("setting", *shown, "best baseline", "best"):
+        table.add_column(col, justify="left" if col in ("setting", "best baseline", "best") else "right")
+    for row in rows:
+        diff = [f"{row[m].text()} (n={row[m].n}, {row[m].budget})" if m in row else "" for m in shown]
+        base = row.get("best_baseline")
+        table.add_row(row["setting"], *diff,
+                      f"{base.method} {base.text()} ({base.budget})" if base else "", ", ".join(row["best"]))
+    Console(width=160).print(table)
+    console.print(f"{len(records)} records, {failed} failed -> {args.out}/{REPORT_NAME}")
+    return 0

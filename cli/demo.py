@@ -1,0 +1,68 @@
+"""`wsl-diff demo`: one short end-to-end run on digits.
+
+    wsl-diff demo                                  # sym-40 noisy labels, writes runs/demo
+    wsl-diff demo --supervision partial --q 0.3 --out runs/demo-partial
+
+Corrupts the training labels, trains a DMIS and a vanilla diffusion model (128 kimg each by
+default: a few minutes on a 2-core CPU), classifies the test split with each as a Bayes classifier,
+fits an SVC on pixels as the reference baseline, and writes OUT/report.md with the three
+accuracies, the timings and the path of the DMIS sample grid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from cli.corrupt import add_supervision_arguments, spec_from_args
+
+DEMO_KIMG = 128.0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="a short end-to-end run: corrupt, train DMIS + vanilla, compare to SVC",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_supervision_arguments(p, seed_flag="--label-seed", require_supervision=False)
+    p.set_defaults(supervision="noisy")  # with the flag defaults: symmetric noise at rate 0.4
+    p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
+    p.add_argument("--kimg", type=float, default=DEMO_KIMG, help="training length of each model (default %(default)s)")
+    p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default="small")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsl_diffusion.benchmark import run_demo
+
+    spec = spec_from_args(args)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be >= 1")
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    console = Console(stderr=True)
+    result = run_demo(args.out, spec=spec, kimg=args.kimg, model=args.model, seed=args.seed,
+                      progress=not (args.quiet or args.json), console=console)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(title=f"wsl-diff demo ({spec.supervision}): test accuracy")
+    for col in ("method", "accuracy %", "budget", "NFE/img", "train s"):
+        table.add_column(col, justify="left" if col in ("method", "budget") else "right")
+    for r in result["rows"]:
+        table.add_row(r["method"], f"{100 * r['accuracy']:.2f}", r["budget"],
+                      "" if r["nfe_per_image"] is None else str(r["nfe_per_image"]), f"{r['train_seconds']:.1f}")
+    Console().print(table)
+    if result["samples"]:
+        console.print(f"samples: {result['samples']}")
+    console.print(f"report: {result['report']} ({result['seconds']:.0f} s in all)")
+    return 0

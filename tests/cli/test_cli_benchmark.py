@@ -1,0 +1,88 @@
+"""`wsl-diff benchmark` and `wsl-diff demo`: one-line errors, and small real runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cli.benchmark import parse_seeds
+from cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--preset", "cifar-huge"], "preset"),
+    (["--settings", "sym-99"], "sym-99"),
+    (["--settings", "sym-40,"], "--settings"),
+    (["--methods", "magic"], "magic"),
+    (["--settings", "sym-40", "--methods", "labelspreading_knn"], "applies to none"),
+    (["--seeds", "0,a"], "--seeds"),
+    (["--seeds", ""], "--seeds"),
+    (["--seeds", "1,1"], "twice"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--kimg", "0"], "kimg"),
+    (["--threads", "0"], "threads"),
+])
+def test_bad_benchmark_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
+    code, out, err = run_cli(["benchmark", "--out", str(tmp_path / "b"), "--threads", "1", *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "b" / "results.json").exists()  # nothing ran
+
+
+def test_parse_seeds():
+    assert parse_seeds("0, 1,2") == [0, 1, 2] and parse_seeds(None) is None
+
+
+def test_benchmark_cli_runs_sklearn_cells_and_resumes(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--preset", "digits-quick", "--settings", "sym-20,semi-10", "--methods",
+            "knn,labelspreading_knn", "--seeds", "0", "--out", str(out), "--threads", "1"]
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert [(r["setting"], r["method"]) for r in records] == [
+        ("sym-20", "knn"), ("semi-10", "knn"), ("semi-10", "labelspreading_knn")]
+    assert all(0.5 < r["accuracy"] <= 1 and r["budget"] for r in records)
+    assert "sym-20" in stdout and "labelspreading_knn" in stdout  # the summary table
+    report = (out / "report.md").read_text()
+    assert "## semi-10" in report and "±" in report
+
+    code, stdout, _ = run_cli([*args, "--json"], capsys)
+    again = json.loads(stdout)
+    assert code == 0 and again["failed"] == 0
+    assert [r["wall_seconds"] for r in again["records"]] == [r["wall_seconds"] for r in records]  # skipped
+
+
+def test_demo_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    for args, needle in ((["--kimg", "0"], "kimg"), (["--supervision", "partial", "--q", "2"], "q")):
+        code, _, err = run_cli(["demo", "--out", str(tmp_path / "d"), "--threads", "1", *args], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_demo_end_to_end_tiny(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli(["demo", "--model", "tiny", "--kimg", "0.02", "--out", str(out), "--threads", "1",
+                                 "--quiet"], capsys)
+    assert code == 0, err
+    assert {"dmis", "vanilla", "svc"} <= set(stdout.split())
+    report = (out / "report.md").read_text()
+    assert "| svc |" in report and "| dmis |" in report and "| vanilla |" in report
+    assert (out / "dmis" / "samples.png").is_file() and "dmis/samples.png" in report
+    labels_meta = json.loads((out / "dmis" / "config.json").read_text())["supervision"]
+    assert labels_meta["supervision"] == "noisy" and labels_meta["rate"] == 0.4 and labels_meta["noise"] == "sym"

@@ -1,0 +1,145 @@
+"""Baselines: each family learns something on an easy setting, the registry is consistent, and
+candidate-aware self-training recovers partial labels better than a random candidate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from label_models.corruption import CorruptionSpec, corrupt
+from label_models.labels import SUPERVISION_KINDS
+from wsl_diffusion import baselines as B
+from wsl_diffusion.data import ArrayDataset, flat_features, load_digits_split
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # These tests share a 2-core machine with timing runs; keep torch on one thread here.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits_400():
+    """400 training images (stratified by construction of the split) and 200 test images."""
+    train, test = load_digits_split()
+    return (ArrayDataset(train.images[:400], train.labels[:400], train.class_names),
+            ArrayDataset(test.images[:200], test.labels[:200], test.class_names))
+
+
+def labels_for(train, **spec):
+    return corrupt(train.labels, num_classes=10, spec=CorruptionSpec(**spec), features=flat_features(train))
+
+
+CHANCE_10 = 0.1
+MARGIN = 0.5  # "clearly above chance": at least 60% on 10 classes
+
+
+@pytest.mark.parametrize("name", ["logreg", "svc", "knn", "rf", "mlp"])
+def test_sklearn_on_observed_labels_beats_chance(digits_400, name):
+    train, test = digits_400
+    labels = labels_for(train, supervision="noisy", rate=0.2, seed=1)
+    res = B.methods_for("noisy")[name](train, labels, test, seed=0)
+    assert res["accuracy"] > CHANCE_10 + MARGIN
+    assert res["train_seconds"] >= 0
+
+
+def test_partial_label_baselines_beat_chance(digits_400):
+    train, test = digits_400
+    labels = labels_for(train, supervision="partial", q=0.3, seed=1)
+    methods = B.methods_for("partial")
+    for name in ("svc", "svc_selftrain", "logreg_selftrain"):
+        assert methods[name](train, labels, test, seed=0)["accuracy"] > CHANCE_10 + MARGIN, name
+
+
+def test_candidate_self_training_disambiguates_better_than_a_random_candidate(digits_400):
+    train, _ = digits_400
+    labels = labels_for(train, supervision="partial", q=0.5, seed=2)
+    x = flat_features(train)
+    truth = labels.true_labels
+    rand = B.random_candidate(labels.labels > 0, np.random.default_rng(0))
+    picked = B.disambiguate_candidates(x, labels.labels, estimator="svc", seed=0)
+    assert np.all(labels.labels[np.arange(len(picked)), picked] == 1)  # always one of the candidates
+    rand_acc, picked_acc = np.mean(rand == truth), np.mean(picked == truth)
+    assert picked_acc > rand_acc + 0.3, (picked_acc, rand_acc)
+
+
+def test_random_candidate_is_uniform_over_the_set():
+    mask = np.zeros((6000, 5), dtype=bool)
+    mask[:, [1, 3, 4]] = True
+    picks = B.random_candidate(mask, np.random.default_rng(0))
+    counts = np.bincount(picks, minlength=5) / len(picks)
+    assert counts[[0, 2]].sum() == 0
+    np.testing.assert_allclose(counts[[1, 3, 4]], 1 / 3, atol=0.03)
+
+
+def test_semi_supervised_baselines_beat_chance(digits_400):
+    train, test = digits_400
+    labels = labels_for(train, supervision="semi", labelled_fraction=0.1, seed=1)
+    methods = B.methods_for("semi")
+    for name in ("svc", "labelspreading_knn", "labelspreading_rbf", "selftraining_svc"):
+        assert methods[name](train, labels, test, seed=0)["accuracy"] > CHANCE_10 + MARGIN, name
+
+
+def test_naive_semi_baseline_fits_on_labelled_rows_only(digits_400):
+    train, _ = digits_400
+    labels = labels_for(train, supervision="semi", labelled_fraction=0.1, seed=1)
+    rows, y = B.naive_training_set(labels, np.random.default_rng(0))
+    assert len(rows) == int(labels.is_labelled.sum()) and np.array_equal(y, labels.true_labels[rows])
+
+
+def test_pu_baselines_beat_chance_and_estimate_the_label_frequency(digits_400):
+    train, test = digits_400
+    labels = labels_for(train, supervision="pu", positive_classes=(0, 2, 4, 6, 8), labelled_fraction=0.5, seed=1)
+    methods = B.methods_for("pu")
+    for name in ("elkan_noto_logreg", "elkan_noto_svc"):
+        res = methods[name](train, labels, test, seed=0)
+        assert res["accuracy"] > 0.75, name  # binary, ~50% positives: chance is ~0.5
+        assert 0.2 < res["label_frequency"] <= 1.0  # true c = 0.5
+
+
+def test_neural_baselines_beat_chance(digits_400, monkeypatch):
+    monkeypatch.setattr(B, "CNN_EPOCHS", 8)  # a shorter budget keeps the test fast (read at call time)
+    train, test = digits_400
+    noisy = labels_for(train, supervision="noisy", rate=0.2, seed=1)
+    partial = labels_for(train, supervision="partial", q=0.3, seed=1)
+    for name, labels in (("cnn_ce", noisy), ("cnn_forward", noisy), ("cnn_elr", noisy), ("cnn_proden", partial)):
+        res = B.methods_for(labels.kind)[name](train, labels, test, seed=0)
+        assert res["accuracy"] > CHANCE_10 + MARGIN, name
+
+
+def test_conv_net_training_is_reproducible(digits_400):
+    import torch.nn.functional as F
+
+    from wsl_diffusion.data import to_model_space
+
+    train, _ = digits_400
+    x = to_model_space(train.images[:64])
+    y = torch.as_tensor(train.labels[:64].copy())
+    nets = [B.train_conv_net(x, 10, lambda logits, idx: F.cross_entropy(logits, y[idx]), seed=3, epochs=1)
+            for _ in range(2)]
+    with torch.no_grad():
+        assert torch.equal(nets[0](x), nets[1](x))
+
+
+def test_registry_covers_every_kind_and_validates():
+    for kind in SUPERVISION_KINDS:
+        assert {"logreg", "svc", "knn", "rf", "mlp", "cnn_ce"} <= set(B.methods_for(kind))
+    assert "svc_selftrain" in B.methods_for("partial") and "svc_selftrain" not in B.methods_for("noisy")
+    assert {"labelspreading_knn", "labelspreading_rbf", "selftraining_svc"} <= set(B.methods_for("semi"))
+    assert {"elkan_noto_logreg", "elkan_noto_svc"} <= set(B.methods_for("pu"))
+    assert {"cnn_forward", "cnn_elr"} <= set(B.methods_for("noisy")) and "cnn_proden" in B.methods_for("partial")
+    with pytest.raises(ValueError, match="unknown supervision kind"):
+        B.methods_for("weird")
+    with pytest.raises(ValueError, match="already registered"):
+        B.register(B.REGISTRY["svc"])
+
+
+def test_label_aware_baselines_reject_the_wrong_kind(digits_400):
+    train, test = digits_400
+    noisy = labels_for(train, supervision="noisy", rate=0.2, seed=1)
+    for fn in (B.REGISTRY["svc_selftrain"].run, B.REGISTRY["elkan_noto_svc"].run, B.REGISTRY["selftraining_svc"].run):
+        with pytest.raises(ValueError):
+            fn(train, noisy, test, seed=0)
