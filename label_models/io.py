@@ -65,13 +65,26 @@ def check_writable_label_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call write(binary file) on a temp file beside `path`, fsync it, then rename it over `path`.
+
+    A crash mid-write leaves the previous file intact. The result gets the usual permissions
+    (0666 minus the umask), not mkstemp's private 0600. Shared by label files and checkpoints.
+    """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -86,10 +99,10 @@ def save_labels(path: str | os.PathLike, labels: ImpreciseLabels) -> None:
         raise ValueError(f"labels must be an ImpreciseLabels, got {type(labels).__name__}")
     p = check_writable_label_path(path)
     if label_file_format(p) == "npz":
-        _write_atomically(p, lambda fh: _write_npz(fh, labels))
+        write_atomically(p, lambda fh: _write_npz(fh, labels))
     else:
         text = _csv_text(labels)  # build (and validate) before touching the disk
-        _write_atomically(p, lambda fh: fh.write(text.encode("utf-8")))
+        write_atomically(p, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def _write_npz(fh: IO[bytes], labels: ImpreciseLabels) -> None:

@@ -6,11 +6,11 @@ over the old one with os.replace — a crash mid-write leaves the previous check
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from label_models.io import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -20,17 +20,7 @@ def atomic_write_bytes(path: Path, write) -> None:
     """Call write(file_object) on a temp file next to `path`, then atomically rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

