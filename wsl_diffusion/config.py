@@ -38,6 +38,7 @@ class TrainConfig:
     gen_form: str = "em"
     topk: int = 2
     lambda_cls: float = 1.0
+    cls_logits: str = "elbo"  # "elbo": one-sigma logits in nats (tau = 1); "table": divided by the table tau
     label_dropout: float = 0.1
     model: str = "small"
     batch_size: int = 128
@@ -65,6 +66,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training network (GPU, long runs)
 
     def __post_init__(self) -> None:
+        if self.cls_logits not in ("table", "elbo"):
+            raise ValueError(f"unknown cls_logits {self.cls_logits!r}; choose table or elbo")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}; choose fp32 or bf16")
         if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)
@@ -94,6 +97,10 @@ class TrainConfig:
             raise ValueError("refresh, checkpoint and log intervals must be > 0 kimg")
         if self.posterior.sigma_lo is None:
             raise ValueError("the training posterior needs an explicit interval (sigma_lo, sigma_hi)")
+
+    def cls_temperature_scale(self, table_temperature: float) -> float:
+        """The temperature the classification loss divides its one-sigma logits by."""
+        return table_temperature if self.cls_logits == "table" else 1.0
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -315,7 +315,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     in_interval = (sigma >= lo) & (sigma <= hi) & ~drop
     if config.lambda_cls > 0 and state.refreshes > 0 and bool(in_interval.any()):
         logits = classifier_logits(sq_err, sigma, log_prior=state.log_prior[classes],
-                                   width=max(math.log(hi / lo), 1.0) / state.temperature)
+                                   width=max(math.log(hi / lo), 1.0) / config.cls_temperature_scale(state.temperature))
         log_probs = torch.log_softmax(logits, dim=1)  # (B, k) over the kept classes
         m = in_interval
         if labels.kind == "pu":
