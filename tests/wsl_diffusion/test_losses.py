@@ -36,8 +36,11 @@ def test_dmis_with_one_hot_weights_equals_vanilla(random_net, form):
     torch.testing.assert_close(dmis, vanilla, rtol=1e-5, atol=1e-6)
 
 
-def test_em_and_wdsm_differ_for_soft_weights_by_jensen(random_net):
-    """sum_y w_y ||D_y - x0||^2 >= ||sum_y w_y D_y - x0||^2 (convexity); equality only if D_y agree."""
+def test_em_minus_wdsm_is_the_weighted_spread_of_the_class_outputs(random_net):
+    """Bias-variance identity: sum_y w_y ||D_y - x0||^2 - ||sum_y w_y D_y - x0||^2
+    = sum_y w_y ||D_y - Dbar||^2 with Dbar = sum_y w_y D_y. So EM >= WDSM, with equality only when
+    the class-conditioned outputs agree."""
+    torch.nn.init.normal_(random_net.net.class_embed.weight, std=2.0)  # make the class matter
     g = torch.Generator().manual_seed(2)
     x0 = torch.randn(5, 1, 8, 8, generator=g)
     noise = torch.randn(5, 1, 8, 8, generator=g)
@@ -47,7 +50,12 @@ def test_em_and_wdsm_differ_for_soft_weights_by_jensen(random_net):
     sq, den = denoising_error(random_net, x0, F.one_hot(classes, 4).float(), sigma, noise)
     em = dmis_generative_loss(form="em", weights=w, sq_err=sq, denoised=den, x0=x0, sigma=sigma)
     wdsm = dmis_generative_loss(form="wdsm", weights=w, sq_err=sq, denoised=den, x0=x0, sigma=sigma)
-    assert (em > wdsm).all()
+    d = den.double()
+    mean = (w.double()[:, :, None, None, None] * d).sum(1, keepdim=True)
+    spread = (w.double() * (d - mean).pow(2).flatten(2).sum(-1)).sum(1)
+    expected_gap = loss_weight(sigma).double() * spread / 64
+    torch.testing.assert_close((em - wdsm).double(), expected_gap, rtol=1e-3, atol=1e-6)
+    assert (expected_gap > 1e-4).all()  # the outputs really differ, so the check has teeth
 
 
 def test_loss_weight_formula():
