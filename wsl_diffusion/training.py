@@ -9,7 +9,7 @@ One step (DMIS, default EM form):
   3. ONE batched forward over the k kept classes gives D(x, sigma, y) for each; from it both the
      generative loss and, where sigma lies in the classifier interval, the one-sigma diffusion
      classifier of the classification loss;
-  4. AdamW step with lr ramp-up, gradient clipping, EMA by half-life in images.
+  4. Adam step with lr ramp-up, gradient clipping, EMA by half-life in images.
 Non-finite losses stop the run with a clear message; the last good checkpoint stays.
 """
 from __future__ import annotations
@@ -149,7 +149,8 @@ def build_denoiser(config: TrainConfig, image_shape, num_classes: int) -> EDMDen
 def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.ndarray, n_train: int,
               device) -> TrainState:
     init_gen = torch.Generator().manual_seed(config.seed)
-    # Initialise weights from an explicit generator: same seed -> same model, any process.
+    # Initialise weights from an explicit generator: same seed -> same model, any process. The
+    # layers draw from the global RNG, so seed it inside fork_rng, which restores it afterwards.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=init_gen)))
         net = build_denoiser(config, image_shape, num_classes)
