@@ -38,6 +38,15 @@ class GaussianClassDenoiser(nn.Module):
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test with torch on one thread (sklearn/CNN baselines share the cores with timing runs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def gaussian_denoiser():
     g = torch.Generator().manual_seed(0)
     means = torch.randn(4, 1, 4, 4, generator=g) * 0.5

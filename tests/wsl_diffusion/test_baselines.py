@@ -12,13 +12,7 @@ from wsl_diffusion import baselines as B
 from wsl_diffusion.data import ArrayDataset, flat_features, load_digits_split
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These tests share a 2-core machine with timing runs; keep torch on one thread here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from wsl_diffusion.data import ArrayDataset, flat_features, load_digits_split
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 @pytest.fixture(scope="module")
