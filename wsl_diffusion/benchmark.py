@@ -608,7 +608,7 @@ def run_demo(out: str | Path, *, spec: CorruptionSpec, kimg: float = 128.0, mode
                      f"| {r['train_seconds']:.1f} |")
     lines.append("")
     if samples.is_file():
-        lines += [f"Samples of the DMIS model (one row per class): [dmis/samples.png](dmis/samples.png)", ""]
+        lines += ["Samples of the DMIS model (one row per class): [dmis/samples.png](dmis/samples.png)", ""]
     lines += [f"Total wall time: {total:.0f} s.", ""]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / REPORT_NAME, "\n".join(lines))

@@ -69,14 +69,6 @@ def evaluate_posterior(net, images: torch.Tensor, targets: np.ndarray, cfg: Post
     )
 
 
-def calibrate_temperature(net, images: torch.Tensor, targets: np.ndarray, cfg: PosteriorConfig, *,
-                          log_prior: torch.Tensor | None = None, seed: int = 1) -> float:
-    """Fit tau on held-out labelled images (NLL), for the schedule in cfg."""
-    errors, _, _, _ = posterior_outputs(net, images, cfg.replace(temperature=1.0), log_prior=log_prior, seed=seed)
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(targets), errors.shape[1]).float()
-    return fit_temperature(errors, onehot, log_prior=None if log_prior is None else log_prior.cpu())
-
-
 def standard_schedules(train_posterior: PosteriorConfig, *, reference_sigmas: int = 100) -> dict[str, PosteriorConfig]:
     """The schedules `wsl-diff evaluate` compares: a dense reference grid, Chen et al.'s uniform
     spacing, the paper's median-centred interval, its single-median limit, the run's own interval,

@@ -17,7 +17,6 @@ Classification terms act on log f_theta over the kept classes (B, k):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 GEN_FORMS = ("em", "wdsm")
 
