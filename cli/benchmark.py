@@ -8,7 +8,11 @@
 Writes OUT/results.json (one record per setting x method x seed, rewritten after every cell),
 OUT/report.md (mean ± std per setting, best in bold, training budget beside every number, a link
 to the DMIS sample grid) and the diffusion runs under OUT/runs/<setting>/<method>/seed<k>.
-Running the same command again skips finished cells and retries crashed ones.
+Running the same command again skips finished cells and retries crashed ones. On 2 cores, two
+shards sharing one --out finish sooner than one process:
+
+    wsl-diff benchmark --preset digits --out runs/bench --threads 1 --shard 0/2 &
+    wsl-diff benchmark --preset digits --out runs/bench --threads 1 --shard 1/2
 """
 from __future__ import annotations
 
@@ -40,6 +44,19 @@ def parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'1/2' -> (1, 2); ValueError unless 0 <= I < N."""
+    if text is None:
+        return (0, 1)
+    parts = text.split("/")
+    if len(parts) != 2 or not all(t.strip().isdigit() for t in parts):
+        raise ValueError(f"--shard takes I/N like 0/2; got {text!r}")
+    i, n = (int(t) for t in parts)
+    if not 0 <= i < n:
+        raise ValueError(f"--shard I/N needs 0 <= I < N; got {text!r}")
+    return (i, n)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from wsl_diffusion.benchmark import PRESETS, SETTINGS
 
@@ -56,6 +73,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default=None,
                    help="diffusion network size (default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only shard I of N of the (setting, seed) groups; N processes with the same "
+                        "--out (e.g. --shard 0/2 and --shard 1/2 with --threads 1 on 2 cores) share results.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the records as one JSON object on stdout")
     p.set_defaults(run=run)
@@ -72,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     settings = _names(args.settings, "--settings")
     methods = _names(args.methods, "--methods")
+    shard = parse_shard(args.shard)
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be >= 1")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     console = Console(stderr=True)
     records = run_benchmark(args.out, preset=args.preset, seeds=seeds, settings=settings, methods=methods,
-                            kimg=args.kimg, model=args.model, progress=not (args.quiet or args.json),
+                            kimg=args.kimg, model=args.model, shard=shard, progress=not (args.quiet or args.json),
                             console=console)
     failed = sum("error" in r for r in records)
     if args.json:
