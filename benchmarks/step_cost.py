@@ -71,7 +71,7 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
                 times[name].append(dt)
     med = {name: statistics.median(v) for name, v in times.items()}
     em_cfg = variants["em"]
-    refresh_every = em_cfg.table_refresh_kimg * 1000 / batch_size
+    refresh_every = em_cfg.refresh_kimg(labels.kind) * 1000 / batch_size
     em_full = med["em"] + refresh_seconds / refresh_every
     return {
         "setting": setting, "vanilla_s": med["vanilla"], "em_s": med["em"], "wdsm_s": med["wdsm"],

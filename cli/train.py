@@ -35,9 +35,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="DMIS generative loss: em (table posteriors, default) or wdsm (paper's weighted DSM)")
     m.add_argument("--topk", type=int, default=2, help="classes kept per sample (default %(default)s)")
     m.add_argument("--lambda-cls", type=float, default=1.0, help="weight of the classification loss")
+    m.add_argument("--labelled-share", type=float, default=0.5,
+                   help="semi-supervised: share of each batch drawn from the labelled examples when they are "
+                        "rarer (default 0.5; 0 = uniform over all examples)")
     m.add_argument("--cls-logits", choices=("elbo", "table"), default="elbo",
                    help="classification-loss logits in nats (elbo, default) or divided by the table's tau")
-    m.add_argument("--table-refresh-kimg", type=float, default=32.0)
+    m.add_argument("--table-refresh-kimg", type=float, default=None,
+                   help="kimg between posterior-table refreshes (default: 16 for semi-supervised labels, else 32)")
     m.add_argument("--sigmas", default="0.4,5",
                    help="classifier interval LO,HI for the posterior table and classification loss")
     m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
@@ -85,7 +89,7 @@ def build_config(args: argparse.Namespace):
         dataset=dataset, subset=args.subset, on_bad_image=args.on_bad_image,
         labels_file=str(Path(args.labels).resolve()) if args.labels else None,
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
-        lambda_cls=args.lambda_cls, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.kimg if args.kimg is not None else TrainConfig.total_kimg,
+        lambda_cls=args.lambda_cls, labelled_share=args.labelled_share, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.kimg if args.kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
         posterior=PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
                                   keep_classes=args.table_keep_classes or None,

@@ -21,10 +21,13 @@ class TrainConfig:
     supervision: the `label_models.CorruptionSpec` fields as a dict (how labels were corrupted),
       or None when `labels_file` gives the labels.
     gen_form: "em" (posterior weights outside the norm, from a table of clean-image posteriors
-      refreshed every `table_refresh_kimg`) or "wdsm" (the paper's weighted DSM with posteriors of
+      refreshed every `refresh_kimg(kind)`) or "wdsm" (the paper's weighted DSM with posteriors of
       the noised input from the EMA model at every step). See README for the measurement.
     topk: classes kept per sample (the K-way forward costs topk network rows per image).
     lambda_cls: weight of the classification loss (0 switches it off).
+    labelled_share: semi-supervised labels only: when fewer than this share of the examples are
+      labelled, each batch draws this share from the labelled ones (the usual SSL sampler; both
+      methods). 0 draws every example uniformly.
     posterior: the diffusion-classifier settings used for the table and for evaluation; its
       interval [sigma_lo, sigma_hi] is also where the classification loss is applied.
     """
@@ -40,6 +43,7 @@ class TrainConfig:
     lambda_cls: float = 1.0
     cls_logits: str = "elbo"  # "elbo": one-sigma logits in nats (tau = 1); "table": divided by the table tau
     label_dropout: float = 0.1
+    labelled_share: float = 0.5
     model: str = "small"
     batch_size: int = 128
     total_kimg: float = 256.0
@@ -53,7 +57,7 @@ class TrainConfig:
     sigma_data: float = 0.5
     posterior: PosteriorConfig = field(default_factory=lambda: PosteriorConfig(
         schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=6, keep_classes=3, prune_sigmas=2))
-    table_refresh_kimg: float = 32.0
+    table_refresh_kimg: float | None = None  # None: refresh_kimg(kind) picks 16 (semi) or 32
     calibrate_table: bool = True
     assumed_noise_rate: float = 0.2
     seed: int = 0
@@ -93,10 +97,24 @@ class TrainConfig:
             raise ValueError("--lambda-cls must be >= 0")
         if not 0 <= self.label_dropout < 1:
             raise ValueError("--label-dropout must be in [0, 1)")
-        if self.table_refresh_kimg <= 0 or self.checkpoint_every_kimg <= 0 or self.log_every_kimg <= 0:
+        if not 0 <= self.labelled_share < 1:
+            raise ValueError("--labelled-share must be in [0, 1)")
+        if ((self.table_refresh_kimg is not None and self.table_refresh_kimg <= 0)
+                or self.checkpoint_every_kimg <= 0 or self.log_every_kimg <= 0):
             raise ValueError("refresh, checkpoint and log intervals must be > 0 kimg")
         if self.posterior.sigma_lo is None:
             raise ValueError("the training posterior needs an explicit interval (sigma_lo, sigma_hi)")
+
+    def refresh_kimg(self, kind: str) -> float:
+        """The table refresh interval for labels of this kind (`table_refresh_kimg` if set).
+
+        Semi-supervised labels refresh twice as often (16 kimg): the table is what carries the
+        labels to the unlabelled images, one refresh at a time. On digits semi-10 (seed 0, 128
+        kimg) 16 instead of 32 took DMIS from 89.6% to 96.2% test accuracy for ~15% more time.
+        """
+        if self.table_refresh_kimg is not None:
+            return self.table_refresh_kimg
+        return 16.0 if kind == "semi" else 32.0
 
     def cls_temperature_scale(self, table_temperature: float) -> float:
         """The temperature the classification loss divides its one-sigma logits by."""

@@ -5,7 +5,7 @@ One step (DMIS, default EM form):
      every rank draws the same numbers and takes its slice, so N processes reproduce one process
      and a resumed run reproduces an uninterrupted one bit for bit (CPU);
   2. posterior weights w = p_phi(y | x0, z): the table of EMA clean-image posteriors (refreshed
-     every `table_refresh_kimg`) restricted by the label likelihood p(z | y); keep the top k;
+     every `config.refresh_kimg(kind)`) restricted by the label likelihood p(z | y); keep the top k;
   3. ONE batched forward over the k kept classes gives D(x, sigma, y) for each; from it both the
      generative loss and, where sigma lies in the classifier interval, the one-sigma diffusion
      classifier of the classification loss;
@@ -248,12 +248,42 @@ def wdsm_offsets(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return offsets, quadrature_weights(offsets, cfg)
 
 
-def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape) -> dict:
-    """All randomness of one global step, from the state's generator, in a fixed order."""
+def labelled_pools(labels, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(labelled indices, unlabelled indices) when batches should over-sample the labelled ones.
+
+    Semi-supervised labels with a labelled fraction below `config.labelled_share` (and both pools
+    non-empty); None otherwise, i.e. every example is drawn uniformly.
+    """
+    if labels.kind != "semi" or config.labelled_share <= 0:
+        return None
+    mask = np.asarray(labels.is_labelled, dtype=bool)
+    if mask.all() or not mask.any() or mask.mean() >= config.labelled_share:
+        return None
+    return torch.as_tensor(np.flatnonzero(mask)), torch.as_tensor(np.flatnonzero(~mask))
+
+
+def draw_indices(b: int, n_train: int, g: torch.Generator, *, share: float = 0.0,
+                 pools: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Example indices of one batch: uniform, or a `share` of them from the labelled pool."""
+    if pools is None:
+        return torch.randint(n_train, (b,), generator=g)
+    labelled, unlabelled = pools
+    from_labelled = torch.rand(b, generator=g) < share
+    pick_l = labelled[torch.randint(len(labelled), (b,), generator=g)]
+    pick_u = unlabelled[torch.randint(len(unlabelled), (b,), generator=g)]
+    return torch.where(from_labelled, pick_l, pick_u)
+
+
+def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape,
+               pools: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """All randomness of one global step, from the state's generator, in a fixed order.
+
+    pools: from `labelled_pools` (semi-supervised over-sampling of the labelled examples).
+    """
     b = config.batch_size
     g = state.generator
     out = {
-        "idx": torch.randint(n_train, (b,), generator=g),
+        "idx": draw_indices(b, n_train, g, share=config.labelled_share, pools=pools),
         "sigma": sample_sigma(b, generator=g, p_mean=config.p_mean, p_std=config.p_std),
         "noise": torch.randn((b, *image_shape), generator=g),
         "drop": torch.rand(b, generator=g) < config.label_dropout,
@@ -303,7 +333,13 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     k = k_all if labels.kind == "pu" else min(config.topk, k_all)
     classes, weights = topk_classes(weights_full, k, tie_break=state.table[idx])
     onehots = F.one_hot(classes, k_all).float()
-    onehots = torch.where(drop[:, None, None], torch.zeros_like(onehots), onehots)  # unconditional rows
+    uncond = drop
+    if labels.kind == "semi" and state.refreshes == 0:
+        # Cold start: before the first table the posterior of an unlabelled image is the flat
+        # initial table, so its top k would be arbitrary classes (the lowest indices). Train such
+        # images unconditionally until the model has a posterior to offer.
+        uncond = drop | ~is_labelled[idx]
+    onehots = torch.where(uncond[:, None, None], torch.zeros_like(onehots), onehots)  # unconditional rows
 
     sq_err, denoised = denoising_error(model, x0, onehots, sigma, noise)  # ONE k-way forward
     gen_loss = dmis_generative_loss(form=config.gen_form, weights=weights, sq_err=sq_err,
@@ -313,7 +349,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 
     # --- classification term on the same outputs ----------------------------------------------
     lo, hi = config.posterior.sigma_lo, config.posterior.sigma_hi
-    in_interval = (sigma >= lo) & (sigma <= hi) & ~drop
+    in_interval = (sigma >= lo) & (sigma <= hi) & ~uncond
     if config.lambda_cls > 0 and state.refreshes > 0 and bool(in_interval.any()):
         logits = classifier_logits(sq_err, sigma, log_prior=state.log_prior[classes],
                                    width=max(math.log(hi / lo), 1.0) / config.cls_temperature_scale(state.temperature))
@@ -405,10 +441,11 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.precision == "bf16"
                 else contextlib.nullcontext())
     total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
-    refresh_every = max(1, round(config.table_refresh_kimg * 1000 / config.batch_size))
+    refresh_every = max(1, round(config.refresh_kimg(labels.kind) * 1000 / config.batch_size))
     ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
     log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
     needs_table = config.method == "dmis"
+    pools = labelled_pools(labels, config)
 
     stats_file = open(run_dir / "stats.jsonl", "a") if ctx.is_main else None
     t_start = time.perf_counter()
@@ -433,7 +470,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
                 if stats_file:
                     stats_file.write(json.dumps({"kimg": state.nimg / 1000, **info}) + "\n")
 
-            batch = draw_batch(config, state, n_train, image_shape)
+            batch = draw_batch(config, state, n_train, image_shape, pools)
             local = dist_utils.local_slice(batch, ctx)
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))
