@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cli.benchmark import parse_seeds
+from cli.benchmark import parse_seeds, parse_shard
 from cli.main import main
 
 
@@ -41,6 +41,13 @@ def test_bad_benchmark_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
 
 def test_parse_seeds():
     assert parse_seeds("0, 1,2") == [0, 1, 2] and parse_seeds(None) is None
+
+
+def test_parse_shard():
+    assert parse_shard("1/2") == (1, 2) and parse_shard(None) == (0, 1)
+    for bad in ("2/2", "1", "a/b", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
 
 
 def test_benchmark_cli_runs_sklearn_cells_and_resumes(tmp_path, capsys):

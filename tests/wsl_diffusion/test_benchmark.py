@@ -71,6 +71,55 @@ def test_plan_validates_names_and_order():
             bench.plan_cells(**kwargs)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_shards_partition_the_plan_by_setting_and_seed(n):
+    kwargs = dict(settings=["sym-40", "partial-0.3", "semi-5"], seeds=[0, 1], methods=["dmis", "svc", "knn"])
+    full = [c.key for c in bench.plan_cells(**kwargs)]
+    shards = [[c.key for c in bench.plan_cells(**kwargs, shard=(i, n))] for i in range(n)]
+    assert sorted(k for shard in shards for k in shard) == sorted(full)  # every cell exactly once
+    owner = {(s, seed): i for i, shard in enumerate(shards) for s, _, seed in shard}
+    assert all(owner[(s, seed)] == i for i, shard in enumerate(shards) for s, _, seed in shard)  # groups intact
+    if n > 1:
+        assert all(shards)  # 6 groups: nobody idles
+    for bad in [(2, 2), (-1, 2), (0, 0)]:
+        with pytest.raises(ValueError, match="shard"):
+            bench.plan_cells(**kwargs, shard=bad)
+
+
+def test_merge_keeps_records_written_by_another_shard(tmp_path):
+    meta = {"preset": "digits", "dataset": "digits"}
+    mine = bench.load_results(tmp_path)  # [] -- then another process writes a cell
+    bench.merge_record(tmp_path, {"setting": "sym-40", "method": "svc", "seed": 1, "accuracy": 0.9}, meta=meta)
+    merged = bench.merge_record(tmp_path, {"setting": "sym-40", "method": "svc", "seed": 0, "accuracy": 0.8},
+                                meta=meta)
+    assert mine == [] and {r["seed"] for r in merged} == {0, 1}
+    again = bench.merge_record(tmp_path, {"setting": "sym-40", "method": "svc", "seed": 0, "accuracy": 0.7},
+                               meta=meta)  # the same cell is replaced, not duplicated
+    assert sorted((r["seed"], r["accuracy"]) for r in again) == [(0, 0.7), (1, 0.9)]
+    assert bench.load_results(tmp_path) == again
+
+
+def _run_shard(out, shard, data):
+    bench.run_benchmark(out, settings=["sym-20", "sym-40"], seeds=[0, 1], methods=["knn", "logreg"], data=data,
+                        shard=shard, progress=False)
+
+
+def test_two_concurrent_shards_fill_one_results_file(tmp_path, small_data):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_run_shard, args=(tmp_path, (i, 2), small_data)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    records = bench.load_results(tmp_path)
+    assert sorted(bench._record_key(r) for r in records) == sorted(
+        (s, m, seed) for s in ("sym-20", "sym-40") for m in ("knn", "logreg") for seed in (0, 1))
+    assert "## sym-40" in (tmp_path / "report.md").read_text()
+
+
 def test_harness_records_skips_finished_cells_and_survives_a_crash(tmp_path, monkeypatch, small_data):
     calls = []
 
