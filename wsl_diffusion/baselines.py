@@ -43,7 +43,8 @@ class Baseline:
     """One benchmark method that is not a diffusion model.
 
     kinds: the supervision kinds it applies to. budget: how much training it gets, printed beside
-    its numbers in the report (e.g. "sklearn default", "CNN 40 ep").
+    its numbers in the report (e.g. "sklearn default", "CNN 40 ep"). family: "sklearn" (on
+    pixels) or "neural" (the small CNN), for the report's comparison per family.
     """
 
     name: str
@@ -51,6 +52,7 @@ class Baseline:
     budget: str
     run: BaselineFn
     description: str = ""
+    family: str = "sklearn"
 
 
 REGISTRY: dict[str, Baseline] = {}
@@ -574,9 +576,11 @@ register(Baseline("elkan_noto_logreg", ("pu",), "sklearn default", _elkan_noto("
                   "Elkan-Noto: labelled-vs-unlabelled LogisticRegression divided by c"))
 register(Baseline("elkan_noto_svc", ("pu",), "sklearn default", _elkan_noto("svc"),
                   "Elkan-Noto: labelled-vs-unlabelled SVC (Platt) divided by c"))
-register(Baseline("cnn_ce", _ALL, _CNN_BUDGET, cnn_ce, f"small CNN, cross-entropy on {_NAIVE_NOTE}"))
+register(Baseline("cnn_ce", _ALL, _CNN_BUDGET, cnn_ce, f"small CNN, cross-entropy on {_NAIVE_NOTE}",
+                  family="neural"))
 register(Baseline("cnn_forward", ("noisy",), _CNN_BUDGET, cnn_forward,
-                  "small CNN, forward-corrected cross-entropy with the label model's T"))
-register(Baseline("cnn_elr", ("clean", "noisy"), _CNN_BUDGET, cnn_elr, "small CNN, early-learning regularisation"))
-register(Baseline("cnn_proden", ("partial",), _CNN_BUDGET, cnn_proden, "small CNN, PRODEN"))
+                  "small CNN, forward-corrected cross-entropy with the label model's T", family="neural"))
+register(Baseline("cnn_elr", ("clean", "noisy"), _CNN_BUDGET, cnn_elr, "small CNN, early-learning regularisation",
+                  family="neural"))
+register(Baseline("cnn_proden", ("partial",), _CNN_BUDGET, cnn_proden, "small CNN, PRODEN", family="neural"))
 del _est, _title
