@@ -5,7 +5,7 @@
 For each supervision kind the two methods are timed in the same process, interleaved in rounds
 (vanilla, DMIS-EM, DMIS-WDSM, vanilla, ...) so that machine noise hits all of them alike; the
 reported numbers are ratios of medians. The EM form's table refresh is timed separately and
-amortised over its refresh interval (`table_refresh_kimg`), so "em+table" is the full cost.
+amortised over its refresh interval (`TrainConfig.refresh_kimg`: 16 kimg for semi, else 32), so "em+table" is the full cost.
 """
 from __future__ import annotations
 
