@@ -195,13 +195,15 @@ def test_report_compares_dmis_with_the_best_baseline_of_each_family(tmp_path):
     records = [rec("clean", "dmis", 0, 0.99), rec("clean", "dmis", 1, 0.97), rec("clean", "svc", 0, 0.98),
                rec("sym-40", "dmis", 0, 0.95), rec("sym-40", "svc", 0, 0.96), rec("sym-40", "knn", 0, 0.90),
                rec("sym-40", "cnn_elr", 0, 0.93), rec("sym-40", "cnn_ce", 0, 0.97),
-               rec("sym-40", "vanilla", 0, 0.99)]  # diffusion rows are not baselines
+               rec("sym-40", "vanilla", 0, 0.99),  # diffusion rows are not baselines
+               rec("pu-even", "dmis", 0, 0.90), rec("pu-even", "elkan_noto_svc", 0, 0.85)]
     assert (bench.family_of("svc"), bench.family_of("cnn_elr"), bench.family_of("dmis")) == (
         "sklearn", "neural", "diffusion")
     text = bench.render_report(tmp_path, records, meta={"preset": "p", "dataset": "digits"})
     assert "| clean | 98.00 ± 1.41 | svc 98.00 ± – | +0.00 |  |  |  |" in text
     # sym-40: best sklearn = svc 96 (-1 pt), best neural = cnn_ce 97 (-2 pt), clean DMIS 98 (-3 pt)
     assert "| sym-40 | 95.00 ± – | svc 96.00 ± – | -1.00 | cnn_ce 97.00 ± – | -2.00 | -3.00 |" in text
+    assert "| pu-even | 90.00 ± – | elkan_noto_svc 85.00 ± – | +5.00 |  |  |  |" in text  # binary: no clean gap
 
 
 def test_unreadable_results_file_is_a_clear_error(tmp_path, small_data):
