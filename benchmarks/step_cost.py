@@ -14,14 +14,12 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data import flat_features, load_digits_split, to_model_space
-from wsl_diffusion.training import (draw_batch, initial_log_prior, label_likelihood, new_state, refresh_table,
-                                    step_loss)
+from wsl_diffusion.training import draw_batch, initial_log_prior, label_tensors, new_state, refresh_table, step_loss
 
 SETTINGS = {
     "noisy (sym 40%)": CorruptionSpec(supervision="noisy", noise="sym", rate=0.4),
@@ -31,11 +29,10 @@ SETTINGS = {
 }
 
 
-def time_step(config, state, images, lik, rows, labels, observed, is_labelled) -> float:
+def time_step(config, state, images, labels, tensors) -> float:
     batch = draw_batch(config, state, len(images), tuple(images.shape[1:]))
     t0 = time.perf_counter()
-    loss, _ = step_loss(config, state, state.net, batch, images=images, lik=lik, label_rows=rows, labels=labels,
-                        observed=observed, is_labelled=is_labelled)
+    loss, _ = step_loss(config, state, state.net, batch, images=images, labels=labels, **tensors)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
@@ -46,10 +43,8 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
     train, _ = load_digits_split()
     labels = corrupt(train.labels, num_classes=10, spec=spec, features=flat_features(train))
     images = to_model_space(train.images)
-    lik = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=0.2), dtype=torch.float32)
-    rows = torch.tensor(labels.labels, dtype=torch.float32)
-    observed = torch.tensor(np.array(labels.observed if labels.observed is not None else np.full(len(images), -1)))
-    is_labelled = torch.tensor(labels.is_labelled)
+    tensors = label_tensors(labels, assumed_noise_rate=0.2)
+    lik = tensors["lik"]
     variants = {
         "vanilla": TrainConfig(method="vanilla", model=model, batch_size=batch_size),
         "em": TrainConfig(method="dmis", gen_form="em", model=model, batch_size=batch_size),
@@ -66,7 +61,7 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
     times = {name: [] for name in variants}
     for round_ in range(steps + 2):
         for name, cfg in variants.items():
-            dt = time_step(cfg, states[name], images, lik, rows, labels, observed, is_labelled)
+            dt = time_step(cfg, states[name], images, labels, tensors)
             if round_ >= 2:  # two warm-up rounds
                 times[name].append(dt)
     med = {name: statistics.median(v) for name, v in times.items()}

@@ -65,6 +65,20 @@ def label_likelihood(labels, *, assumed_noise_rate: float) -> np.ndarray:
     return lik
 
 
+def label_tensors(labels, *, assumed_noise_rate: float, device="cpu") -> dict[str, torch.Tensor]:
+    """The label model as the tensors `step_loss` takes: lik (N, K) = p(z | y), label_rows (N, K)
+    (the stored label rows), observed (N,) hard labels (-1 where none) and is_labelled (N,)."""
+    n = labels.num_samples
+    observed = labels.observed if labels.observed is not None else np.full(n, -1)
+    return {
+        "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate),
+                               dtype=torch.float32, device=device),
+        "label_rows": torch.tensor(labels.labels, dtype=torch.float32, device=device),
+        "observed": torch.as_tensor(np.array(observed), device=device),
+        "is_labelled": torch.tensor(labels.is_labelled, device=device),
+    }
+
+
 def initial_log_prior(labels) -> np.ndarray:
     """log pi (K,) from the label model, before any posterior exists."""
     from label_models import priors
@@ -405,12 +419,8 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     image_shape = tuple(images.shape[1:])
     n_train = len(images)
     num_classes = labels.num_classes
-    lik = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate),
-                          dtype=torch.float32, device=device)
-    observed = torch.as_tensor(np.array(labels.observed if labels.observed is not None else np.full(n_train, -1)),
-                               device=device)
-    is_labelled = torch.tensor(labels.is_labelled, device=device)
-    label_rows = torch.tensor(labels.labels, dtype=torch.float32, device=device)
+    tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, device=device)
+    lik = tensors["lik"]
 
     ckpt_path = run_dir / CHECKPOINT_NAME
     if resume:
@@ -475,8 +485,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))
             with autocast:
-                loss, stats = step_loss(config, state, model, local, images=images, lik=lik, label_rows=label_rows,
-                                        labels=labels, observed=observed, is_labelled=is_labelled)
+                loss, stats = step_loss(config, state, model, local, images=images, labels=labels, **tensors)
             loss_value = dist_utils.all_reduce_mean(loss.detach(), ctx)
             if not math.isfinite(float(loss_value)):
                 raise TrainingDiverged(

@@ -7,7 +7,7 @@ from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import (draw_batch, draw_indices, initial_log_prior, label_likelihood, labelled_pools,
+from wsl_diffusion.training import (draw_batch, draw_indices, initial_log_prior, label_tensors, labelled_pools,
                                     new_state, step_loss)
 
 
@@ -56,10 +56,7 @@ def test_unlabelled_images_train_unconditionally_before_the_first_table(digits_s
     train_data, _ = digits_small
     labels = semi_labels(train_data.labels, 0.1)
     images = to_model_space(train_data.images)
-    lik = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=0.2), dtype=torch.float32)
-    tensors = dict(images=images, lik=lik, label_rows=torch.tensor(labels.labels, dtype=torch.float32),
-                   labels=labels, observed=torch.tensor(labels.observed),
-                   is_labelled=torch.tensor(labels.is_labelled))
+    tensors = dict(images=images, labels=labels, **label_tensors(labels, assumed_noise_rate=0.2))
     post = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2)
     cfgs = {m: TrainConfig(model="tiny", batch_size=32, method=m, posterior=post, label_dropout=0.0,
                            lambda_cls=0.0)
