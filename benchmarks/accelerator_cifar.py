@@ -22,10 +22,10 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.data import flat_features, load_dataset, to_model_space
-from wsl_diffusion.evaluation import evaluate_posterior
+from wsl_diffusion.data.datasets import flat_features, load_dataset, to_model_space
+from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import load_model, train
+from wsl_diffusion.training.loop import load_model, train
 
 
 def main() -> None:

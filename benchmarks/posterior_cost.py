@@ -22,10 +22,10 @@ import torch
 
 from label_models.io import load_labels
 from wsl_diffusion.classifier import DiffusionClassifier
-from wsl_diffusion.data import load_dataset, targets_in_label_space, to_model_space
-from wsl_diffusion.evaluation import evaluate_posterior
+from wsl_diffusion.data.datasets import load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import load_model
+from wsl_diffusion.training.loop import load_model
 
 
 @torch.no_grad()

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from label_models.io import load_labels
-from wsl_diffusion.condensation import condensation_scores, run_splits
-from wsl_diffusion.evaluator import get_evaluator
-from wsl_diffusion.sample_quality import evaluate_samples
+from wsl_diffusion.eval.condensation import condensation_scores, run_splits
+from wsl_diffusion.eval.feature_net import get_evaluator
+from wsl_diffusion.eval.sample_quality import evaluate_samples
 from wsl_diffusion.sampling import sample_per_class
-from wsl_diffusion.training import load_model
+from wsl_diffusion.training.loop import load_model
 
 
 def measure(run_dir: Path, args) -> dict:

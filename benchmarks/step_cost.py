@@ -18,8 +18,8 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.data import flat_features, load_digits_split, to_model_space
-from wsl_diffusion.training import draw_batch, initial_log_prior, label_tensors, new_state, refresh_table, step_loss
+from wsl_diffusion.data.datasets import flat_features, load_digits_split, to_model_space
+from wsl_diffusion.training.loop import draw_batch, initial_log_prior, label_tensors, new_state, refresh_table, step_loss
 
 SETTINGS = {
     "noisy (sym 40%)": CorruptionSpec(supervision="noisy", noise="sym", rate=0.4),

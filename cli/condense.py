@@ -35,8 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from wsl_diffusion.condensation import condense_run, parse_ipcs
-    from wsl_diffusion.evaluator import ClassifierConfig
+    from wsl_diffusion.eval.condensation import condense_run, parse_ipcs
+    from wsl_diffusion.eval.feature_net import ClassifierConfig
 
     ipcs = parse_ipcs(args.ipc)
     if args.steps < 1:

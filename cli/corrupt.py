@@ -71,7 +71,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 def dataset_tag(dataset: str, class_names: tuple[str, ...]) -> str:
     """The dataset name recorded in label files and used to pick the built-in asymmetric class map:
     "cifar10" for the 10 CIFAR-10 classes, else the embedded name or the path's base name."""
-    from wsl_diffusion.sources import dataset_tag as tag
+    from wsl_diffusion.data.sources import dataset_tag as tag
 
     return tag(dataset, class_names)
 
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_train_split(name: str, *, subset: int | None = None, on_error: str = "raise"):
-    from wsl_diffusion.data import load_dataset
+    from wsl_diffusion.data.datasets import load_dataset
 
     return load_dataset(name, subset=subset, on_error=on_error)[0]
 

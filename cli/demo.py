@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from wsl_diffusion.benchmark import run_demo
+    from wsl_diffusion.bench.runner import run_demo
 
     spec = spec_from_args(args)
     if args.seed < 0:

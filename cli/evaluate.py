@@ -8,7 +8,7 @@ network evaluations (NFE) per image and images per second — an accuracy-vs-NFE
 
 With --samples it measures the run's generated samples instead (--per-class per class): FD and
 class-wise FD (each with its sample size), density/coverage and their class-wise versions, CAS
-and the evaluator's accuracy on the samples (see wsl_diffusion.sample_quality). The evaluator
+and the evaluator's accuracy on the samples (see wsl_diffusion.eval.sample_quality). The evaluator
 classifier is trained once per dataset and cached under $WSL_DIFFUSION_CACHE
 (default ~/.cache/wsl-diffusion).
 """
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from label_models.io import load_labels
-    from wsl_diffusion.data import load_dataset, targets_in_label_space, to_model_space
-    from wsl_diffusion.evaluation import evaluate_schedules, standard_schedules
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.data.datasets import load_dataset, targets_in_label_space, to_model_space
+    from wsl_diffusion.eval.posterior_metrics import evaluate_schedules, standard_schedules
+    from wsl_diffusion.training.loop import load_model
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     run_dir = Path(args.run_dir)
@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_samples(args: argparse.Namespace, run_dir: Path) -> int:
-    """`--samples`: sample-quality metrics of the run's EMA model (wsl_diffusion.sample_quality)."""
+    """`--samples`: sample-quality metrics of the run's EMA model (wsl_diffusion.eval.sample_quality)."""
     from label_models.io import load_labels
-    from wsl_diffusion.sample_quality import evaluate_samples, summary_lines
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.eval.sample_quality import evaluate_samples, summary_lines
+    from wsl_diffusion.training.loop import load_model
 
     net, _, config = load_model(run_dir)
     result = evaluate_samples(net, config, labels=load_labels(run_dir / "labels.npz"), per_class=args.per_class,

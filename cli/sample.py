@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from wsl_diffusion.sampling import image_grid, sample_per_class, save_png, save_samples_npz
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.training.loop import load_model
 
     if args.per_class < 1:
         raise ValueError(f"--per-class must be >= 1; got {args.per_class}")

@@ -103,7 +103,7 @@ def load_run_labels(config, train):
     """The ImpreciseLabels of a run: from its label file or by corrupting the true labels."""
     from label_models.corruption import CorruptionSpec, corrupt
     from label_models.io import load_labels
-    from wsl_diffusion.data import flat_features
+    from wsl_diffusion.data.datasets import flat_features
 
     if config.labels_file:
         labels = load_labels(config.labels_file, num_classes=train.num_classes)
@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wsl_diffusion.config import TrainConfig
-    from wsl_diffusion.data import load_dataset, targets_in_label_space
-    from wsl_diffusion.training import TrainingDiverged, train
+    from wsl_diffusion.data.datasets import load_dataset, targets_in_label_space
+    from wsl_diffusion.training.loop import TrainingDiverged, train
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     console = Console(stderr=True)

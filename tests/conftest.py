@@ -56,7 +56,7 @@ def gaussian_denoiser():
 @pytest.fixture(scope="session")
 def digits_small():
     """A 200-image slice of the digits training split and the full test split (fast tests)."""
-    from wsl_diffusion.data import ArrayDataset, load_digits_split
+    from wsl_diffusion.data.datasets import ArrayDataset, load_digits_split
 
     train, test = load_digits_split()
     return ArrayDataset(train.images[:200], train.labels[:200], train.class_names), test
@@ -68,7 +68,7 @@ def tiny_run(tmp_path_factory, digits_small):
     from label_models.corruption import CorruptionSpec, corrupt
     from wsl_diffusion.config import TrainConfig
     from wsl_diffusion.posterior import PosteriorConfig
-    from wsl_diffusion.training import train
+    from wsl_diffusion.training.loop import train
 
     train_data, test_data = digits_small
     run_dir = tmp_path_factory.mktemp("tiny_run")

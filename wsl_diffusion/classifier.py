@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import to_model_space
-from .posterior import PosteriorConfig, diffusion_posterior
-from .training import load_model
+from wsl_diffusion.data.datasets import to_model_space
+from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
+from wsl_diffusion.training.loop import load_model
 
 
 class DiffusionClassifier:

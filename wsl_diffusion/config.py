@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from .network import PRESETS
-from .posterior import PosteriorConfig
+from wsl_diffusion.model.network import PRESETS
+from wsl_diffusion.posterior import PosteriorConfig
 
 METHODS = ("dmis", "vanilla")
 
@@ -15,7 +15,7 @@ class TrainConfig:
     """Everything that decides a training run. Durations are in thousands of images (kimg), as
     in EDM, so runs compare across batch sizes and process counts.
 
-    dataset: "digits" or a path `wsl_diffusion.sources.load_source` reads (image folder, tarball,
+    dataset: "digits" or a path `wsl_diffusion.data.sources.load_source` reads (image folder, tarball,
       .npz, CIFAR-10 pickles); subset caps the images per class in each split; on_bad_image says
       whether an unreadable image file stops the run ("raise") or is left out ("skip").
     supervision: the `label_models.CorruptionSpec` fields as a dict (how labels were corrupted),

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import norm
 
-from .precond import denoise_classes, denoising_error
+from wsl_diffusion.model.precond import denoise_classes, denoising_error
 
 SCHEDULES = ("grid", "uniform", "interval", "median")
 WEIGHTINGS = ("elbo", "edm")

@@ -168,8 +168,8 @@ def save_samples_npz(path, images: torch.Tensor, labels: torch.Tensor | np.ndarr
     of `meta`: seed, solver, ...). images: float (N, C, H, W) in [-1, 1]."""
     import json
 
-    from .checkpoint import atomic_write_bytes
-    from .data import to_uint8
+    from wsl_diffusion.run import atomic_write_bytes
+    from wsl_diffusion.data.datasets import to_uint8
 
     arrays = {"images": to_uint8(images), "labels": np.asarray(labels, dtype=np.int64),
               "meta_json": np.array(json.dumps(meta, sort_keys=True))}

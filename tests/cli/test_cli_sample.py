@@ -63,8 +63,8 @@ def test_condense_errors_are_one_line(tiny_run, tmp_path, capsys):
 
 
 def test_evaluate_samples_flag(tiny_run, tmp_path, capsys, monkeypatch):
-    from wsl_diffusion import sample_quality
-    from wsl_diffusion.evaluator import ClassifierConfig, get_evaluator
+    from wsl_diffusion.eval import sample_quality
+    from wsl_diffusion.eval.feature_net import ClassifierConfig, get_evaluator
 
     # A small evaluator keeps this a test of the command, not of evaluator training.
     small = get_evaluator("digits", config=ClassifierConfig(epochs=0, min_steps=10, width=8), cache_dir=tmp_path)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from wsl_diffusion.classifier import DiffusionClassifier
-from wsl_diffusion.data import to_model_space
+from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
 
 

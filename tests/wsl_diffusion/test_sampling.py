@@ -112,7 +112,7 @@ def test_sample_per_class_does_not_depend_on_batch_size(gaussian_denoiser):
 
 
 def test_sample_per_class_batch_size_with_a_trained_network(tiny_run):
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.training.loop import load_model
 
     net, _, _ = load_model(tiny_run)
     a, _ = sample_per_class(net, per_class=3, num_steps=4, batch_size=7)

@@ -14,7 +14,7 @@ from cli.corrupt import add_supervision_arguments, parse_class_list, spec_from_a
 from cli.main import main
 from label_models import CorruptionSpec, load_labels
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(argv: list[str]) -> int:

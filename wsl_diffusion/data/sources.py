@@ -36,7 +36,7 @@ from typing import Union
 
 import numpy as np
 
-from .data import ArrayDataset
+from wsl_diffusion.data.datasets import ArrayDataset
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .network import NetworkConfig, UNet
+from wsl_diffusion.model.network import NetworkConfig, UNet
 
 SIGMA_DATA = 0.5
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_diffusion import evaluator as ev_mod
-from wsl_diffusion.data import load_digits_split, to_model_space
-from wsl_diffusion.evaluator import ClassifierConfig, get_evaluator, train_classifier, train_evaluator
+from wsl_diffusion.eval import feature_net as ev_mod
+from wsl_diffusion.data.datasets import load_digits_split, to_model_space
+from wsl_diffusion.eval.feature_net import ClassifierConfig, get_evaluator, train_classifier, train_evaluator
 
 TINY = ClassifierConfig(epochs=0, min_steps=15, width=8)
 
@@ -67,8 +67,8 @@ def test_evaluator_reaches_95_percent_on_digits_quickly(tmp_path):
 
 def test_evaluate_samples_on_a_tiny_run(tiny_run, tmp_path):
     from label_models.io import load_labels
-    from wsl_diffusion.sample_quality import evaluate_samples, summary_lines
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.eval.sample_quality import evaluate_samples, summary_lines
+    from wsl_diffusion.training.loop import load_model
 
     net, _, config = load_model(tiny_run)
     ev = get_evaluator("digits", config=TINY, cache_dir=tmp_path)
@@ -86,7 +86,7 @@ def test_evaluate_samples_on_a_tiny_run(tiny_run, tmp_path):
 def test_evaluate_samples_of_real_images_beat_noise(tmp_path):
     """Real test images as 'samples' score far better than uniform noise on every metric."""
     from wsl_diffusion.config import TrainConfig
-    from wsl_diffusion.sample_quality import evaluate_samples
+    from wsl_diffusion.eval.sample_quality import evaluate_samples
 
     train, test = load_digits_split()
     ev = get_evaluator("digits", config=ClassifierConfig(epochs=0, min_steps=150), cache_dir=tmp_path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .posterior import PosteriorConfig, diffusion_posterior, fit_temperature
+from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, fit_temperature
 
 
 def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, *, bins: int = 15) -> float:

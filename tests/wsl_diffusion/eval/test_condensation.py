@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from label_models.labels import ImpreciseLabels
-from wsl_diffusion.condensation import (condense_run, noisy_real_subset, observed_hard_labels, parse_ipcs,
+from wsl_diffusion.eval.condensation import (condense_run, noisy_real_subset, observed_hard_labels, parse_ipcs,
                                         run_splits)
-from wsl_diffusion.evaluator import ClassifierConfig
+from wsl_diffusion.eval.feature_net import ClassifierConfig
 
 TINY = ClassifierConfig(epochs=0, min_steps=15, width=8)
 
@@ -42,7 +42,7 @@ def test_noisy_real_subset_takes_ipc_rows_per_observed_class():
 
 def test_run_splits_align_labels_with_images(tiny_run, digits_small):
     from label_models.io import load_labels
-    from wsl_diffusion.training import load_model
+    from wsl_diffusion.training.loop import load_model
 
     _, _, config = load_model(tiny_run)
     labels = load_labels(tiny_run / "labels.npz")

@@ -8,10 +8,10 @@ import torch
 import torch.multiprocessing as mp
 
 from label_models.corruption import CorruptionSpec, corrupt
-from wsl_diffusion.checkpoint import load_checkpoint
+from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import new_state, train
+from wsl_diffusion.training.loop import new_state, train
 
 
 def free_port() -> int:
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def make_setup():
-    from wsl_diffusion.data import ArrayDataset, load_digits_split
+    from wsl_diffusion.data.datasets import ArrayDataset, load_digits_split
 
     full, _ = load_digits_split()
     data = ArrayDataset(full.images[:120], full.labels[:120], full.class_names)

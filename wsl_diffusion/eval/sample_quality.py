@@ -1,12 +1,12 @@
 """Quality of a run's class-conditional samples (design §6): FD, density/coverage, class-wise
 versions, Classification Accuracy Score and the evaluator's accuracy on the samples.
 
-    from wsl_diffusion.training import load_model
-    from wsl_diffusion.sample_quality import evaluate_samples
+    from wsl_diffusion.training.loop import load_model
+    from wsl_diffusion.eval.sample_quality import evaluate_samples
     net, ckpt, config = load_model("runs/noisy")
     result = evaluate_samples(net, config, labels=load_labels("runs/noisy/labels.npz"))
 
-Feature space: the evaluator (`wsl_diffusion.evaluator`), a small conv net trained once on the
+Feature space: the evaluator (`wsl_diffusion.eval.feature_net`), a small conv net trained once on the
 clean training split of the run's dataset. The real reference set is that clean training split
 with its true labels, mapped into the run's class space (identity, except positive-unlabelled
 runs, whose classes are negative/positive).
@@ -27,10 +27,10 @@ import time
 import numpy as np
 import torch
 
-from .data import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
-from .evaluator import ClassifierConfig, Evaluator, accuracy, get_evaluator, train_classifier
-from .metrics import DEFAULT_K, frechet_distance, sample_metrics
-from .sampling import sample_per_class
+from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.eval.feature_net import ClassifierConfig, Evaluator, accuracy, get_evaluator, train_classifier
+from wsl_diffusion.eval.sample_metrics import DEFAULT_K, frechet_distance, sample_metrics
+from wsl_diffusion.sampling import sample_per_class
 
 
 def label_space_targets(true_labels: np.ndarray, num_classes: int, labels=None) -> np.ndarray:

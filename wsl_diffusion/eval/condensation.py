@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
-from .evaluator import ClassifierConfig, accuracy, train_classifier
-from .sampling import image_grid, sample_per_class, save_png, save_samples_npz
+from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.eval.feature_net import ClassifierConfig, accuracy, train_classifier
+from wsl_diffusion.sampling import image_grid, sample_per_class, save_png, save_samples_npz
 
 GRID_MAX_PER_CLASS = 10
 
@@ -127,8 +127,8 @@ def condense_run(run_dir, *, ipcs=(1, 10, 50), out_dir, seed: int = 0, guidance:
     """
     from label_models.io import load_labels
 
-    from .checkpoint import atomic_write_text
-    from .training import load_model
+    from wsl_diffusion.run import atomic_write_text
+    from wsl_diffusion.training.loop import load_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsl_diffusion.network import PRESETS
-from wsl_diffusion.precond import EDMDenoiser, denoise_classes, denoising_error, precond_coefficients
+from wsl_diffusion.model.network import PRESETS
+from wsl_diffusion.model.precond import EDMDenoiser, denoise_classes, denoising_error, precond_coefficients
 
 
 def test_precond_unit_variance_identities():

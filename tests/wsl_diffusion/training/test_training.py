@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
-from wsl_diffusion.checkpoint import load_checkpoint
+from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import TrainingDiverged, label_likelihood, train, vanilla_targets
+from wsl_diffusion.training.loop import TrainingDiverged, label_likelihood, train, vanilla_targets
 
 
 def tiny_config(**changes) -> TrainConfig:

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from wsl_diffusion.metrics import (classwise_metrics, density_coverage, frechet_distance,
+from wsl_diffusion.eval.sample_metrics import (classwise_metrics, density_coverage, frechet_distance,
                                    frechet_distance_from_stats, knn_radii, sample_metrics)
 
 

@@ -5,9 +5,9 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.data import to_model_space
+from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training import (draw_batch, draw_indices, initial_log_prior, label_tensors, labelled_pools,
+from wsl_diffusion.training.loop import (draw_batch, draw_indices, initial_log_prior, label_tensors, labelled_pools,
                                     new_state, step_loss)
 
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write_bytes
-from .data import ArrayDataset, load_dataset, to_model_space
+from wsl_diffusion.run import atomic_write_bytes
+from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, to_model_space
 
 CACHE_ENV = "WSL_DIFFUSION_CACHE"
 EVALUATOR_FORMAT = 1

@@ -8,8 +8,8 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.labels import SUPERVISION_KINDS
-from wsl_diffusion import baselines as B
-from wsl_diffusion.data import ArrayDataset, flat_features, load_digits_split
+from wsl_diffusion.bench import baselines as B
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_digits_split
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
@@ -107,7 +107,7 @@ def test_neural_baselines_beat_chance(digits_400, monkeypatch):
 def test_conv_net_training_is_reproducible(digits_400):
     import torch.nn.functional as F
 
-    from wsl_diffusion.data import to_model_space
+    from wsl_diffusion.data.datasets import to_model_space
 
     train, _ = digits_400
     x = to_model_space(train.images[:64])

@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsl_diffusion.losses import (dmis_generative_loss, elr_loss, loss_weight, nnpu_loss, restrict_posterior,
+from wsl_diffusion.training.losses import (dmis_generative_loss, elr_loss, loss_weight, nnpu_loss, restrict_posterior,
                                   soft_target_loss, topk_classes, vanilla_loss)
-from wsl_diffusion.network import PRESETS
-from wsl_diffusion.precond import EDMDenoiser, denoising_error
+from wsl_diffusion.model.network import PRESETS
+from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 
 
 @pytest.fixture

@@ -89,13 +89,13 @@ def load_dataset(
     name: str, *, subset: int | None = None, on_error: str = "raise"
 ) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) splits of an embedded dataset (DATASET_NAMES) or of a path that
-    `wsl_diffusion.sources.load_source` reads (image folder, .tar.gz of one, .npz, CIFAR-10 pickles).
+    `wsl_diffusion.data.sources.load_source` reads (image folder, .tar.gz of one, .npz, CIFAR-10 pickles).
 
     subset: keep at most this many images per class in each split (the first ones, in the split's
       fixed order); None keeps all.
     on_error: what an unreadable image file does: "raise" a ValueError or "skip" it (sources only).
     """
-    from . import sources
+    from wsl_diffusion.data import sources
 
     if name == "digits":
         subset = sources.check_subset(subset)

@@ -1,7 +1,7 @@
 """Sample-quality metrics on feature vectors: Fréchet distance, density and coverage, class-wise.
 
 All functions take features as (N, D) arrays (numpy or torch), typically the penultimate layer of
-the evaluator classifier (`wsl_diffusion.evaluator`). "real" is the reference set, "fake" the
+the evaluator classifier (`wsl_diffusion.eval.feature_net`). "real" is the reference set, "fake" the
 generated one.
 
 Fréchet distance (the FID formula, Heusel et al. 2017, in our feature space):

@@ -9,9 +9,9 @@ import torch
 
 from label_models.corruption import corrupt
 from label_models.labels import SUPERVISION_KINDS
-from wsl_diffusion import baselines as B
-from wsl_diffusion import benchmark as bench
-from wsl_diffusion.data import ArrayDataset, flat_features, load_digits_split
+from wsl_diffusion.bench import baselines as B
+from wsl_diffusion.bench import runner as bench
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_digits_split
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from wsl_diffusion.data import ArrayDataset, load_dataset
-from wsl_diffusion.sources import CIFAR10_CLASS_NAMES, dataset_tag, load_source, split_positions
+from wsl_diffusion.data.datasets import ArrayDataset, load_dataset
+from wsl_diffusion.data.sources import CIFAR10_CLASS_NAMES, dataset_tag, load_source, split_positions
 
 torch.set_num_threads(1)
 
-CIFAR_TARBALL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_TARBALL = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 def grey(value: int, size=(6, 5)) -> np.ndarray:

@@ -26,16 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import distributed as dist_utils
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_config
-from .config import TrainConfig
-from .data import ArrayDataset, to_model_space
-from .losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss, restrict_posterior,
+from wsl_diffusion.training import distributed as dist_utils
+from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_config
+from wsl_diffusion.config import TrainConfig
+from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
+from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss, restrict_posterior,
                      sample_sigma, soft_target_loss, topk_classes, vanilla_loss)
-from .network import network_preset
-from .posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
+from wsl_diffusion.model.network import network_preset
+from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
                         quadrature_weights, sigma_levels)
-from .precond import EDMDenoiser, denoising_error
+from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 
 
 class TrainingDiverged(RuntimeError):
@@ -393,7 +393,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 
 
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
-    from .evaluation import evaluate_posterior
+    from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 
     cfg = config.posterior.replace(temperature=state.temperature)
     return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
@@ -462,7 +462,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     steps_this_call = 0
     budget_hit = False
     acc_stats: dict[str, list[float]] = {}
-    from .progress import TrainProgress
+    from wsl_diffusion.training.progress import TrainProgress
 
     bar = TrainProgress(total_steps, enabled=progress and ctx.is_main, console=console)
     bar.advance_to(state.step)
@@ -528,12 +528,12 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)
         if config.samples_per_class > 0:
-            from .sampling import image_grid, sample_per_class, save_png
+            from wsl_diffusion.sampling import image_grid, sample_per_class, save_png
 
             imgs, _ = sample_per_class(state.ema, per_class=config.samples_per_class, seed=config.seed,
                                        device=device)
             save_png(image_grid(imgs, rows=num_classes), run_dir / "samples.png", upscale=4)
-        from .checkpoint import atomic_write_text
+        from wsl_diffusion.run import atomic_write_text
 
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

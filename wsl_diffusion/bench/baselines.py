@@ -33,7 +33,7 @@ import numpy as np
 
 from label_models.labels import SUPERVISION_KINDS
 
-from .data import ArrayDataset, flat_features, targets_in_label_space
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 
 BaselineFn = Callable[..., dict]
 
@@ -430,7 +430,7 @@ def train_conv_net(images, num_classes: int, loss_fn, *, seed: int, epochs: int 
 def _cnn_accuracy(net, test_data: ArrayDataset, targets: np.ndarray) -> float:
     import torch
 
-    from .data import to_model_space
+    from wsl_diffusion.data.datasets import to_model_space
 
     with torch.no_grad():
         pred = net(to_model_space(test_data.images)).argmax(dim=1).numpy()
@@ -438,7 +438,7 @@ def _cnn_accuracy(net, test_data: ArrayDataset, targets: np.ndarray) -> float:
 
 
 def _cnn_problem(train_data: ArrayDataset, labels):
-    from .data import to_model_space
+    from wsl_diffusion.data.datasets import to_model_space
 
     _check_inputs(train_data, labels)
     k = 2 if labels.kind == "pu" else labels.num_classes

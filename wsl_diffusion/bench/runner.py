@@ -36,8 +36,8 @@ import numpy as np
 
 from label_models.corruption import CorruptionSpec, corrupt
 
-from . import baselines
-from .data import ArrayDataset, flat_features, load_dataset, targets_in_label_space
+from wsl_diffusion.bench import baselines
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_dataset, targets_in_label_space
 
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
@@ -122,7 +122,7 @@ def methods_for_setting(name: str) -> list[str]:
 def posterior_nfe(cfg, num_classes: int) -> int:
     """Network evaluations per image of the diffusion classifier `cfg` (a PosteriorConfig), counted
     as `posterior.diffusion_posterior` spends them (with adaptive class pruning if configured)."""
-    from .posterior import sigma_levels
+    from wsl_diffusion.posterior import sigma_levels
 
     s = len(sigma_levels(cfg))
     if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
@@ -266,7 +266,7 @@ def _json_default(value):
 
 def atomic_write_text(path: Path, text: str) -> None:
     # Imported here: .checkpoint pulls in torch, which `wsl-diff --help` should not pay for.
-    from .checkpoint import atomic_write_text as write
+    from wsl_diffusion.run import atomic_write_text as write
 
     write(path, text)
 
@@ -293,9 +293,9 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
     holding a checkpoint is continued (or only re-evaluated when already finished) — unless it
     trained for longer than `kimg`, which would mislabel its budget.
     """
-    from .checkpoint import CHECKPOINT_NAME
-    from .config import TrainConfig
-    from .training import train
+    from wsl_diffusion.run import CHECKPOINT_NAME
+    from wsl_diffusion.config import TrainConfig
+    from wsl_diffusion.training.loop import train
 
     config = TrainConfig(dataset=dataset, supervision=spec.to_dict(), method=method, model=model,
                          total_kimg=kimg, seed=seed, **(overrides or {}))
@@ -378,7 +378,7 @@ def run_benchmark(out: str | Path, *, preset: str = "digits", seeds: Sequence[in
     if not (math.isfinite(kimg) and kimg > 0):
         raise ValueError(f"--kimg must be a positive number, got {kimg}")
     model = p.model if model is None else model
-    from .network import PRESETS as MODEL_PRESETS
+    from wsl_diffusion.model.network import PRESETS as MODEL_PRESETS
 
     if model not in MODEL_PRESETS:
         raise ValueError(f"unknown model preset {model!r}; choose one of {', '.join(MODEL_PRESETS)}")
