@@ -17,7 +17,7 @@ from wsl_diffusion.data.sources import CIFAR10_CLASS_NAMES, dataset_tag, load_so
 
 torch.set_num_threads(1)
 
-CIFAR_TARBALL = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_TARBALL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 def grey(value: int, size=(6, 5)) -> np.ndarray:
