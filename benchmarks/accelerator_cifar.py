@@ -50,7 +50,7 @@ def main() -> None:
     _, test_data = load_dataset(args.data, subset=args.test_per_class)
     load_seconds = time.perf_counter() - t0
     spec = CorruptionSpec(supervision="noisy", noise="sym", rate=0.4, seed=0)
-    labels = corrupt(train_data.labels, num_classes=train_data.num_classes, spec=spec,
+    labels = corrupt(train_data.targets, num_classes=train_data.num_classes, spec=spec,
                      features=flat_features(train_data), dataset_name="cifar10")
     on_gpu = args.device.startswith("cuda")
     posterior = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=6, keep_classes=3,
@@ -81,7 +81,7 @@ def main() -> None:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
         for name, cfg in schedules.items():
             with autocast:
-                ev = evaluate_posterior(net, test_images, test_data.labels, cfg, log_prior=ckpt["log_prior"].to(args.device))
+                ev = evaluate_posterior(net, test_images, test_data.targets, cfg, log_prior=ckpt["log_prior"].to(args.device))
             evals[name] = ev.to_dict()
         result["methods"][method] = {
             "train_seconds": summary["seconds_this_call"], "kimg": summary["kimg"], "steps": summary["steps"],

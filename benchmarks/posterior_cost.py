@@ -56,7 +56,7 @@ def main() -> None:
     labels = load_labels(f"{args.run_dir}/labels.npz")
     _, test = load_dataset(config.dataset)
     images = to_model_space(test.images)
-    targets = targets_in_label_space(labels, test.labels)
+    targets = targets_in_label_space(labels, test.targets)
     log_prior = ckpt["log_prior"]
     lo, hi = config.posterior.sigma_lo, config.posterior.sigma_hi
     # Every schedule uses the run's class prior AND its temperature: the prior's weight against the

@@ -41,7 +41,7 @@ def time_step(config, state, images, labels, tensors) -> float:
 
 def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, steps: int) -> dict:
     train, _ = load_digits_split()
-    labels = corrupt(train.labels, num_classes=10, spec=spec, features=flat_features(train))
+    labels = corrupt(train.targets, num_classes=10, spec=spec, features=flat_features(train))
     images = to_model_space(train.images)
     tensors = label_tensors(labels, assumed_noise_rate=0.2)
     lik = tensors["lik"]

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if spec.supervision == "noisy" and spec.noise == "instance":
         features = train.images.reshape(len(train), -1).astype(np.float64)  # (N, H*W*C) raw pixels
     labels = corrupt(
-        train.labels, num_classes=train.num_classes, spec=spec, features=features,
+        train.targets, num_classes=train.num_classes, spec=spec, features=features,
         dataset_name=dataset_tag(args.dataset, train.class_names),
     )
     save_labels(out, labels)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     labels = load_labels(run_dir / "labels.npz")
     _, test = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
     images = to_model_space(test.images)
-    targets = targets_in_label_space(labels, test.labels)
+    targets = targets_in_label_space(labels, test.targets)
     if args.limit:
         images, targets = images[: args.limit], targets[: args.limit]
     schedules = standard_schedules(config.posterior, reference_sigmas=args.reference_sigmas)

@@ -114,7 +114,7 @@ def load_run_labels(config, train):
                              f"the {config.dataset} training split {len(train)}")
         return labels
     spec = CorruptionSpec.from_dict(config.supervision)
-    return corrupt(train.labels, num_classes=train.num_classes, spec=spec,
+    return corrupt(train.targets, num_classes=train.num_classes, spec=spec,
                    features=flat_features(train), dataset_name=dataset_tag(config.dataset, train.class_names))
 
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         console.print_json(config.to_json())
     try:
         summary = train(config, out, train_data=train_data, labels=labels, test_data=test_data,
-                        test_targets=targets_in_label_space(labels, test_data.labels), resume=args.resume,
+                        test_targets=targets_in_label_space(labels, test_data.targets), resume=args.resume,
                         progress=not (args.quiet or args.json), console=console)
     except TrainingDiverged as exc:
         console.print(f"[red]wsl-diff train: error:[/red] {exc}")

@@ -137,7 +137,7 @@ def labelled_count(n: np.ndarray | int, fraction: float) -> np.ndarray:
 
 def _noisy(y: np.ndarray, z: np.ndarray, num_classes: int, t: np.ndarray, meta: dict) -> ImpreciseLabels:
     return ImpreciseLabels(
-        labels=_one_hot(z, num_classes), kind="noisy", observed=z, true_labels=y, transition_matrix=t, meta=meta
+        matrix=_one_hot(z, num_classes), kind="noisy", observed=z, true_labels=y, transition_matrix=t, meta=meta
     )
 
 
@@ -301,7 +301,7 @@ def partial_labels(
     np.fill_diagonal(inclusion, 1.0)  # the true class is always a candidate
     mask = rng.random((y.shape[0], k)) < inclusion[y]
     meta["expected_set_size"] = expected
-    return ImpreciseLabels(labels=mask.astype(np.float32), kind="partial", true_labels=y, meta=meta)
+    return ImpreciseLabels(matrix=mask.astype(np.float32), kind="partial", true_labels=y, meta=meta)
 
 
 def semi_supervised(
@@ -322,7 +322,7 @@ def semi_supervised(
     labels[labelled] = _one_hot(y[labelled], k)
     observed = np.where(labelled, y, -1)
     meta = {"labelled_fraction": f, "labelled_per_class": wanted.tolist()}
-    return ImpreciseLabels(labels=labels, kind="semi", observed=observed, true_labels=y, meta=meta)
+    return ImpreciseLabels(matrix=labels, kind="semi", observed=observed, true_labels=y, meta=meta)
 
 
 def positive_unlabelled(
@@ -369,7 +369,7 @@ def positive_unlabelled(
         "label_frequency": int(wanted[1]) / n_pos,  # c = p(s = 1 | y = 1), Elkan & Noto's notation
     }
     return ImpreciseLabels(
-        labels=labels,
+        matrix=labels,
         kind="pu",
         observed=np.where(labelled, 1, -1),
         true_labels=binary,
@@ -481,7 +481,7 @@ def corrupt(
     rng = np.random.default_rng(spec.seed)
     if spec.supervision == "clean":
         out = ImpreciseLabels(
-            labels=_one_hot(y, k), kind="clean", observed=y, true_labels=y, transition_matrix=np.eye(k), meta={}
+            matrix=_one_hot(y, k), kind="clean", observed=y, true_labels=y, transition_matrix=np.eye(k), meta={}
         )
     elif spec.supervision == "noisy":
         if spec.noise == "sym":

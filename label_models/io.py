@@ -108,7 +108,7 @@ def save_labels(path: str | os.PathLike, labels: ImpreciseLabels) -> None:
 def _write_npz(fh: IO[bytes], labels: ImpreciseLabels) -> None:
     arrays: dict[str, np.ndarray] = {
         "format_version": np.array(FORMAT_VERSION),
-        "labels": labels.labels.astype(np.float32),
+        "labels": labels.matrix.astype(np.float32),
         "kind": np.array(labels.kind),
         "meta_json": np.array(json.dumps(labels.meta, sort_keys=True)),
     }
@@ -120,7 +120,7 @@ def _write_npz(fh: IO[bytes], labels: ImpreciseLabels) -> None:
 
 
 def _csv_text(labels: ImpreciseLabels) -> str:
-    mat = labels.labels
+    mat = labels.matrix
     if not np.all((mat == 0) | (mat == 1)):
         raise ValueError("soft (non 0/1) label rows cannot be written as CSV; save to a .npz file instead")
     lines = [f"# kind={labels.kind} num_classes={labels.num_classes}"]
@@ -193,7 +193,7 @@ def _read_npz(p: Path) -> ImpreciseLabels:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p}: meta_json is not valid JSON ({exc})") from None
     return ImpreciseLabels(
-        labels=arrays["labels"],
+        matrix=arrays["labels"],
         kind=str(arrays["kind"]),
         observed=arrays.get("observed"),
         true_labels=arrays.get("true_labels"),
@@ -313,7 +313,7 @@ def _read_csv(p: Path, num_classes: int | None) -> ImpreciseLabels:
     if not isinstance(meta, dict):
         raise ValueError(f"{p}: meta_json must be a JSON object")
     return ImpreciseLabels(
-        labels=labels,
+        matrix=labels,
         kind=kind,
         observed=observed,
         true_labels=true,

@@ -67,7 +67,7 @@ class ImpreciseLabels:
     """Imprecise labels of one dataset split, validated on construction.
 
     Attributes:
-        labels: (N, K) float32 in [0, 1]. Row n is a one-hot (clean, noisy, labelled semi/pu rows),
+        matrix: (N, K) float32 in [0, 1]. Row n is a one-hot (clean, noisy, labelled semi/pu rows),
             a 0/1 candidate mask (partial) or all ones (unlabelled). No row may be all zeros.
         kind: one of ``SUPERVISION_KINDS``.
         observed: (N,) int64 observed hard label, -1 for an unlabelled row. Present for clean,
@@ -83,7 +83,7 @@ class ImpreciseLabels:
     Equality is identity (``eq=False``): array fields make field-wise ``==`` ambiguous.
     """
 
-    labels: np.ndarray
+    matrix: np.ndarray
     kind: str
     observed: np.ndarray | None = None
     true_labels: np.ndarray | None = None
@@ -100,7 +100,7 @@ class ImpreciseLabels:
         if self.kind not in SUPERVISION_KINDS:
             raise ValueError(f"unknown supervision kind {self.kind!r}; expected one of {SUPERVISION_KINDS}")
 
-        labels = _as_float_matrix("labels", self.labels, ndim=2, dtype=np.float32)
+        labels = _as_float_matrix("matrix", self.matrix, ndim=2, dtype=np.float32)
         n, k = labels.shape
         if n == 0:
             raise ValueError("labels has no rows; a label set needs at least one sample")
@@ -119,7 +119,7 @@ class ImpreciseLabels:
                 f"least one class (use an all-ones row for an unlabelled sample)"
             )
         labels.setflags(write=False)
-        put("labels", labels)
+        put("matrix", labels)
 
         unlabelled = np.all(labels == 1.0, axis=1)
         one_hot = (np.count_nonzero(labels, axis=1) == 1) & np.all((labels == 0) | (labels == 1), axis=1)
@@ -216,17 +216,17 @@ class ImpreciseLabels:
     @property
     def num_classes(self) -> int:
         """K, the number of columns of ``labels`` (2 for pu)."""
-        return int(self.labels.shape[1])
+        return int(self.matrix.shape[1])
 
     @property
     def num_samples(self) -> int:
         """N, the number of rows of ``labels``."""
-        return int(self.labels.shape[0])
+        return int(self.matrix.shape[0])
 
     @property
     def is_labelled(self) -> np.ndarray:
         """(N,) bool: True where the row carries information (is not all ones)."""
-        return ~np.all(self.labels == 1.0, axis=1)
+        return ~np.all(self.matrix == 1.0, axis=1)
 
     def validate_against(self, num_samples: int, num_classes: int) -> None:
         """Raise ValueError unless these labels fit a dataset of ``num_samples`` x ``num_classes``.

@@ -33,7 +33,7 @@ def summarize(labels: ImpreciseLabels) -> dict[str, Any]:
     """
     k = labels.num_classes
     labelled = labels.is_labelled
-    candidates = labels.labels > 0
+    candidates = labels.matrix > 0
     sizes = candidates.sum(axis=1)
     out: dict[str, Any] = {
         "kind": labels.kind,

@@ -59,7 +59,7 @@ def digits_small():
     from wsl_diffusion.data.datasets import ArrayDataset, load_digits_split
 
     train, test = load_digits_split()
-    return ArrayDataset(train.images[:200], train.labels[:200], train.class_names), test
+    return ArrayDataset(train.images[:200], train.targets[:200], train.class_names), test
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def tiny_run(tmp_path_factory, digits_small):
 
     train_data, test_data = digits_small
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    labels = corrupt(train_data.labels, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3))
+    labels = corrupt(train_data.targets, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3))
     cfg = TrainConfig(model="tiny", batch_size=32, total_kimg=20 * 32 / 1000, table_refresh_kimg=10 * 32 / 1000,
                       samples_per_class=0, supervision={"supervision": "partial", "q": 0.3},
                       posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3))

@@ -60,15 +60,6 @@ def median_interval(delta: float, *, p_mean: float = -1.2, p_std: float = 1.2) -
     return l, l + delta
 
 
-def interval_error(h, l: float, r: float, *, num: int = 256) -> float:
-    """Theorem 3's diagnostic ERR(l, r) = mean of h over [l, r] minus the mean of h(l) and h(r).
-
-    `h` is any callable of sigma (e.g. a per-sigma classification signal); ~0 at the optimum.
-    """
-    s = np.linspace(l, r, num)
-    return float(np.mean([h(v) for v in s]) - 0.5 * (h(l) + h(r)))
-
-
 @dataclass(frozen=True)
 class PosteriorConfig:
     """How the diffusion classifier spends its network evaluations.
@@ -156,6 +147,16 @@ def quadrature_weights(sigmas: np.ndarray, cfg: PosteriorConfig) -> np.ndarray:
     return widths / sigmas**2
 
 
+def nfe_per_image(cfg: PosteriorConfig, num_classes: int) -> int:
+    """Network evaluations per image that `diffusion_posterior` spends with `cfg`: every class on
+    every level, or, with class pruning, every class on the `prune_sigmas` coarse levels and the
+    kept classes on the rest."""
+    s = len(sigma_levels(cfg))
+    if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
+        return num_classes * s
+    return num_classes * cfg.prune_sigmas + cfg.keep_classes * (s - cfg.prune_sigmas)
+
+
 def draw_noise(num: int, shape: tuple[int, ...], *, generator: torch.Generator, device) -> torch.Tensor:
     """(S, *shape) standard normal noise drawn on the CPU generator (device-independent draws)."""
     return torch.randn((num, *shape), generator=generator).to(device)
@@ -224,7 +225,6 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
     b = x0.shape[0]
     if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
         errors = class_errors(net, x0, sigmas=sigmas, weights=weights, generator=generator, max_batch=max_batch)
-        nfe = num_classes * len(sigmas)
     else:
         # The cheap pass uses the levels nearest the interval's centre in log sigma: on a digits
         # DMIS model one level near the centre (0.8-1.2) alone ranks the true class first 93%
@@ -242,9 +242,8 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
                             classes=keep, max_batch=max_batch)
         errors = torch.full((b, num_classes), float("inf"), device=x0.device)
         errors.scatter_(1, keep, first.gather(1, keep) + rest)
-        nfe = num_classes * p + cfg.keep_classes * (len(sigmas) - p)
     probs = log_posterior(errors, temperature=cfg.temperature, log_prior=log_prior).exp()
-    return PosteriorResult(probs=probs, errors=errors, nfe_per_image=nfe)
+    return PosteriorResult(probs=probs, errors=errors, nfe_per_image=nfe_per_image(cfg, num_classes))
 
 
 def fit_temperature(errors: torch.Tensor, label_likelihood: torch.Tensor, *,

@@ -65,7 +65,7 @@ def test_csv_output_and_determinism(tmp_path, capsys):
     for out in (a, b):
         assert run_cli(["corrupt", "--supervision", "partial", "--seed", "7", "--out", str(out), "--json"]) == 0
     capsys.readouterr()
-    np.testing.assert_array_equal(load_labels(a).labels, load_labels(b).labels)
+    np.testing.assert_array_equal(load_labels(a).matrix, load_labels(b).matrix)
     assert a.read_text().startswith("# kind=partial num_classes=10\n")
 
 

@@ -56,7 +56,7 @@ def test_symmetric_noise_rate_and_uniform_off_diagonal(seed, k, rate):
     assert within_sampling_error(emp, symmetric_transition(k, rate), np.bincount(y, minlength=k))
     np.testing.assert_allclose(lab.transition_matrix, symmetric_transition(k, rate))
     assert lab.kind == "noisy" and np.array_equal(lab.true_labels, y)
-    assert np.array_equal(lab.labels.argmax(axis=1), lab.observed)
+    assert np.array_equal(lab.matrix.argmax(axis=1), lab.observed)
 
 
 def test_symmetric_noise_never_keeps_a_flipped_label():
@@ -116,8 +116,8 @@ def test_uniform_partial_labels_contain_the_truth(seed, k, q):
     y = true_labels(seed, N, k)
     lab = partial_labels(y, num_classes=k, q=q, rng=np.random.default_rng(seed + 1))
     assert lab.kind == "partial" and lab.observed is None
-    assert np.all(lab.labels[np.arange(N), y] == 1)
-    wrong = (lab.labels.sum(axis=1) - 1).mean() / (k - 1)
+    assert np.all(lab.matrix[np.arange(N), y] == 1)
+    wrong = (lab.matrix.sum(axis=1) - 1).mean() / (k - 1)
     assert abs(wrong - q) <= 5 * np.sqrt(q * (1 - q) / (N * (k - 1))) + 1e-9
 
 
@@ -126,9 +126,9 @@ def test_uniform_partial_labels_contain_the_truth(seed, k, q):
 def test_class_dependent_partial_labels_use_circulant_offsets(seed, k):
     y = true_labels(seed, N, k)
     lab = partial_labels(y, num_classes=k, q=0.99, rng=np.random.default_rng(seed + 1), class_dependent=True)
-    assert np.all(lab.labels[np.arange(N), y] == 1)
+    assert np.all(lab.matrix[np.arange(N), y] == 1)
     offset_of_column = (np.arange(k)[None, :] - y[:, None]) % k  # (N, K) offset of each class
-    inside = lab.labels == 1
+    inside = lab.matrix == 1
     assert not np.any(inside & (offset_of_column > 3))  # no candidates beyond offset +3
     for offset, prob in zip((1, 2, 3), (0.7, 0.5, 0.3)):
         freq = inside[offset_of_column == offset].mean()
@@ -150,7 +150,7 @@ def test_semi_supervised_labels_exactly_round_f_n_per_class(seed, k, f, n):
     assert np.bincount(y[lab.is_labelled], minlength=k).tolist() == expected
     labelled = lab.is_labelled
     assert np.array_equal(lab.observed[labelled], y[labelled])  # labelled rows are the true label
-    assert np.all(lab.labels[~labelled] == 1) and np.all(lab.observed[~labelled] == -1)
+    assert np.all(lab.matrix[~labelled] == 1) and np.all(lab.observed[~labelled] == -1)
 
 
 @FAST
@@ -169,8 +169,8 @@ def test_positive_unlabelled_labels_exactly_round_f_positives(seed, positives, f
     labelled = lab.is_labelled
     assert labelled.sum() == max(1, int(np.floor(f * n_pos + 0.5)))
     assert np.all(binary[labelled] == 1)  # only positives are ever labelled
-    assert np.all(lab.labels[labelled] == [0, 1]) and np.all(lab.observed[labelled] == 1)
-    assert np.all(lab.labels[~labelled] == 1) and np.all(lab.observed[~labelled] == -1)
+    assert np.all(lab.matrix[labelled] == [0, 1]) and np.all(lab.observed[labelled] == 1)
+    assert np.all(lab.matrix[~labelled] == 1) and np.all(lab.observed[~labelled] == -1)
     np.testing.assert_allclose(lab.class_prior, [1 - n_pos / 5000, n_pos / 5000])
     assert lab.meta["positive_classes"] == sorted(positives)
 
@@ -186,8 +186,8 @@ def test_corrupt_is_deterministic_in_the_seed(supervision):
     a = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision, seed=3))
     b = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision, seed=3))
     c = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision, seed=4))
-    assert np.array_equal(a.labels, b.labels)
-    assert supervision == "clean" or not np.array_equal(a.labels, c.labels)
+    assert np.array_equal(a.matrix, b.matrix)
+    assert supervision == "clean" or not np.array_equal(a.matrix, c.matrix)
     assert a.meta["spec"] == CorruptionSpec(supervision, seed=3).to_dict() and a.meta["dataset"] == "digits"
     assert np.array_equal(a.true_labels, y if supervision != "pu" else np.isin(y, [0, 2, 4, 6, 8]))
 

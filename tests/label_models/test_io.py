@@ -24,8 +24,8 @@ SPECS = {
 
 def assert_same(a: ImpreciseLabels, b: ImpreciseLabels) -> None:
     assert a.kind == b.kind and a.meta == b.meta
-    np.testing.assert_array_equal(a.labels, b.labels)
-    assert b.labels.dtype == np.float32
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+    assert b.matrix.dtype == np.float32
     for name in ("observed", "true_labels", "transition_matrix", "class_prior"):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
@@ -49,7 +49,7 @@ def test_hand_written_csv_without_header(tmp_path):
     path.write_text("label\n3|5|7\n2\n\n0|1\n")
     lab = load_labels(path, num_classes=10)
     assert lab.kind == "partial" and lab.observed is None
-    assert lab.labels.sum(axis=1).tolist() == [3, 1, 10, 2]  # the empty row is unlabelled
+    assert lab.matrix.sum(axis=1).tolist() == [3, 1, 10, 2]  # the empty row is unlabelled
     path.write_text("label,true_label\n3,3\n,2\n")
     semi = load_labels(path, num_classes=4)
     assert semi.kind == "semi" and semi.observed.tolist() == [3, -1] and semi.true_labels.tolist() == [3, 2]
@@ -114,7 +114,7 @@ def test_bad_npz_files(tmp_path):
 
 def test_num_classes_must_agree_with_npz(tmp_path):
     path = tmp_path / "l.npz"
-    save_labels(path, ImpreciseLabels(labels=np.eye(3), kind="clean"))
+    save_labels(path, ImpreciseLabels(matrix=np.eye(3), kind="clean"))
     with pytest.raises(ValueError, match="3 classes but num_classes=4"):
         load_labels(path, num_classes=4)
 
@@ -131,7 +131,7 @@ def test_pu_files_accept_the_dataset_class_count(tmp_path, suffix):
 
 
 def test_suffix_and_destination_errors(tmp_path):
-    lab = ImpreciseLabels(labels=np.eye(3), kind="clean")
+    lab = ImpreciseLabels(matrix=np.eye(3), kind="clean")
     assert label_file_format("a/b.NPZ") == "npz"
     with pytest.raises(ValueError, match=r"unknown label-file suffix '\.txt'.*use a \.npz or \.csv"):
         save_labels(tmp_path / "l.txt", lab)
@@ -145,17 +145,17 @@ def test_suffix_and_destination_errors(tmp_path):
 
 
 def test_soft_labels_need_npz(tmp_path):
-    soft = ImpreciseLabels(labels=[[0.5, 1.0], [1.0, 0.25]], kind="partial")
+    soft = ImpreciseLabels(matrix=[[0.5, 1.0], [1.0, 0.25]], kind="partial")
     with pytest.raises(ValueError, match="use a .npz|save to a .npz"):
         save_labels(tmp_path / "soft.csv", soft)
     assert not list(tmp_path.iterdir())
     save_labels(tmp_path / "soft.npz", soft)
-    np.testing.assert_array_equal(load_labels(tmp_path / "soft.npz").labels, soft.labels)
+    np.testing.assert_array_equal(load_labels(tmp_path / "soft.npz").matrix, soft.matrix)
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "l.npz"
-    old = ImpreciseLabels(labels=np.eye(3), kind="clean")
+    old = ImpreciseLabels(matrix=np.eye(3), kind="clean")
     save_labels(path, old)
 
     def explode(*args, **kwargs):
@@ -163,7 +163,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(label_io.np, "savez_compressed", explode)
     with pytest.raises(OSError, match="disk full"):
-        save_labels(path, ImpreciseLabels(labels=np.eye(3)[::-1], kind="clean"))
+        save_labels(path, ImpreciseLabels(matrix=np.eye(3)[::-1], kind="clean"))
     monkeypatch.undo()
     assert_same(old, load_labels(path))
     assert sorted(os.listdir(tmp_path)) == ["l.npz"]

@@ -21,7 +21,7 @@ def test_kinds_are_the_documented_five():
 
 def test_noisy_labels_are_normalised_and_frozen():
     lab = ImpreciseLabels(
-        labels=one_hot([0, 2, 1], 3).astype(np.float64),
+        matrix=one_hot([0, 2, 1], 3).astype(np.float64),
         kind="noisy",
         observed=[0, 2, 1],
         true_labels=np.array([0, 1, 1], dtype=np.int32),
@@ -29,32 +29,32 @@ def test_noisy_labels_are_normalised_and_frozen():
         class_prior=[0.2, 0.3, 0.5],
         meta={"noise": "sym"},
     )
-    assert lab.labels.dtype == np.float32 and lab.observed.dtype == np.int64
+    assert lab.matrix.dtype == np.float32 and lab.observed.dtype == np.int64
     assert lab.true_labels.dtype == np.int64
     assert (lab.num_samples, lab.num_classes) == (3, 3)
     assert lab.is_labelled.all()
     with pytest.raises(dataclasses.FrozenInstanceError):
         lab.kind = "clean"  # type: ignore[misc]
     with pytest.raises(ValueError):
-        lab.labels[0, 0] = 0.5  # arrays are read-only copies
+        lab.matrix[0, 0] = 0.5  # arrays are read-only copies
 
 
 def test_observed_is_derived_for_hard_label_kinds():
     mat = np.vstack([one_hot([2], 3), np.ones((1, 3))])
-    lab = ImpreciseLabels(labels=mat, kind="semi")
+    lab = ImpreciseLabels(matrix=mat, kind="semi")
     assert lab.observed.tolist() == [2, -1]
     assert lab.is_labelled.tolist() == [True, False]
 
 
 def test_partial_has_no_observed_and_counts_full_sets_as_unlabelled():
     mat = np.array([[1, 1, 0], [1, 1, 1]], dtype=np.float32)
-    lab = ImpreciseLabels(labels=mat, kind="partial")
+    lab = ImpreciseLabels(matrix=mat, kind="partial")
     assert lab.observed is None
     assert lab.is_labelled.tolist() == [True, False]
 
 
 def test_pu_is_binary():
-    lab = ImpreciseLabels(labels=[[0, 1], [1, 1]], kind="pu", observed=[1, -1], class_prior=[0.4, 0.6],
+    lab = ImpreciseLabels(matrix=[[0, 1], [1, 1]], kind="pu", observed=[1, -1], class_prior=[0.4, 0.6],
                           meta={"positive_classes": [0, 5]})
     assert lab.num_classes == 2
     lab.validate_against(2, 10)  # original class count: the positive classes are checked instead
@@ -64,33 +64,33 @@ def test_pu_is_binary():
 
 
 BAD = [
-    (dict(labels=np.ones(3), kind="noisy"), "2-D"),
-    (dict(labels=[[0.0, 1.0]], kind="nonsense"), "unknown supervision kind"),
-    (dict(labels=[[np.nan, 1.0]], kind="partial"), "NaN or inf"),
-    (dict(labels=[[np.inf, 1.0]], kind="partial"), "NaN or inf"),
-    (dict(labels=[[2.0, 1.0]], kind="partial"), r"\[0, 1\]"),
-    (dict(labels=[[-0.5, 1.0]], kind="partial"), r"\[0, 1\]"),
-    (dict(labels=[[1.0, 0.0], [0.0, 0.0]], kind="partial"), "sample 1 has an empty candidate set"),
-    (dict(labels=np.zeros((0, 3)), kind="partial"), "no rows"),
-    (dict(labels=[[1.0], [1.0]], kind="partial"), "at least 2 classes"),
-    (dict(labels=[["a", "b"]], kind="partial"), "numeric"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", observed=[0, 2]), r"observed\[1\] = 2 is out of range"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", observed=[0]), "shape"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", observed=[1, 1]), "disagrees"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", observed=[0.5, 1.0]), "integer"),
-    (dict(labels=[[1, 1], [0, 1]], kind="noisy", observed=[-1, 1]), "no unlabelled samples"),
-    (dict(labels=[[1, 1, 0]], kind="noisy"), "one-hot or all-ones"),
-    (dict(labels=[[1, 1, 0]], kind="partial", observed=[0]), "observed=None"),
-    (dict(labels=one_hot([0, 1], 2), kind="clean", true_labels=[0, 5]), r"true_labels\[1\] = 5"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", transition_matrix=np.eye(3)), r"\(2, 2\)"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", transition_matrix=[[0.5, 0.4], [0, 1]]), "row 0 sums to"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", transition_matrix=[[1.5, -0.5], [0, 1]]), "negative"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", class_prior=[0.5, 0.6]), "sum to 1"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", class_prior=[1.0]), "shape"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", meta={"x": object()}), "JSON-serialisable"),
-    (dict(labels=one_hot([0, 1], 2), kind="noisy", meta=[1]), "meta must be a dict"),
-    (dict(labels=one_hot([0, 1, 2], 3), kind="pu"), "K must be 2"),
-    (dict(labels=[[1, 0], [1, 1]], kind="pu", observed=[0, -1]), "labelled negative"),
+    (dict(matrix=np.ones(3), kind="noisy"), "2-D"),
+    (dict(matrix=[[0.0, 1.0]], kind="nonsense"), "unknown supervision kind"),
+    (dict(matrix=[[np.nan, 1.0]], kind="partial"), "NaN or inf"),
+    (dict(matrix=[[np.inf, 1.0]], kind="partial"), "NaN or inf"),
+    (dict(matrix=[[2.0, 1.0]], kind="partial"), r"\[0, 1\]"),
+    (dict(matrix=[[-0.5, 1.0]], kind="partial"), r"\[0, 1\]"),
+    (dict(matrix=[[1.0, 0.0], [0.0, 0.0]], kind="partial"), "sample 1 has an empty candidate set"),
+    (dict(matrix=np.zeros((0, 3)), kind="partial"), "no rows"),
+    (dict(matrix=[[1.0], [1.0]], kind="partial"), "at least 2 classes"),
+    (dict(matrix=[["a", "b"]], kind="partial"), "numeric"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", observed=[0, 2]), r"observed\[1\] = 2 is out of range"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", observed=[0]), "shape"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", observed=[1, 1]), "disagrees"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", observed=[0.5, 1.0]), "integer"),
+    (dict(matrix=[[1, 1], [0, 1]], kind="noisy", observed=[-1, 1]), "no unlabelled samples"),
+    (dict(matrix=[[1, 1, 0]], kind="noisy"), "one-hot or all-ones"),
+    (dict(matrix=[[1, 1, 0]], kind="partial", observed=[0]), "observed=None"),
+    (dict(matrix=one_hot([0, 1], 2), kind="clean", true_labels=[0, 5]), r"true_labels\[1\] = 5"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", transition_matrix=np.eye(3)), r"\(2, 2\)"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", transition_matrix=[[0.5, 0.4], [0, 1]]), "row 0 sums to"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", transition_matrix=[[1.5, -0.5], [0, 1]]), "negative"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", class_prior=[0.5, 0.6]), "sum to 1"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", class_prior=[1.0]), "shape"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", meta={"x": object()}), "JSON-serialisable"),
+    (dict(matrix=one_hot([0, 1], 2), kind="noisy", meta=[1]), "meta must be a dict"),
+    (dict(matrix=one_hot([0, 1, 2], 3), kind="pu"), "K must be 2"),
+    (dict(matrix=[[1, 0], [1, 1]], kind="pu", observed=[0, -1]), "labelled negative"),
 ]
 
 
@@ -101,7 +101,7 @@ def test_bad_inputs_raise_clear_value_errors(kwargs, message):
 
 
 def test_validate_against_names_the_mismatch():
-    lab = ImpreciseLabels(labels=one_hot([0, 1, 2], 3), kind="clean")
+    lab = ImpreciseLabels(matrix=one_hot([0, 1, 2], 3), kind="clean")
     lab.validate_against(3, 3)
     with pytest.raises(ValueError, match="3 label rows for 5 images"):
         lab.validate_against(5, 3)

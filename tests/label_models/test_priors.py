@@ -94,12 +94,12 @@ def test_partial_prior_update_votes_inside_the_candidate_set():
 
 
 def test_labelled_counts_prior_smooths_and_refuses_other_kinds():
-    lab = ImpreciseLabels(labels=[[1, 0, 0], [1, 0, 0], [1, 1, 1], [0, 1, 0]], kind="semi")
+    lab = ImpreciseLabels(matrix=[[1, 0, 0], [1, 0, 0], [1, 1, 1], [0, 1, 0]], kind="semi")
     np.testing.assert_allclose(labelled_counts_prior(lab), np.array([3, 2, 1]) / 6)  # counts 2, 1, 0 (+1)
     with pytest.raises(ValueError, match="partial_prior_update"):
-        labelled_counts_prior(ImpreciseLabels(labels=[[1, 1, 0]], kind="partial"))
+        labelled_counts_prior(ImpreciseLabels(matrix=[[1, 1, 0]], kind="partial"))
     with pytest.raises(ValueError, match="pu_mixture_proportion"):
-        labelled_counts_prior(ImpreciseLabels(labels=[[0, 1], [1, 1]], kind="pu"))
+        labelled_counts_prior(ImpreciseLabels(matrix=[[0, 1], [1, 1]], kind="pu"))
 
 
 @pytest.mark.parametrize("pi, c", [(0.4, 0.3), (0.2, 0.5), (0.7, 0.1)])

@@ -20,7 +20,7 @@ def test_classifier_api_matches_posterior_function(tiny_run, digits_small):
     np.testing.assert_allclose(probs, res.probs.numpy(), rtol=1e-5, atol=1e-6)
     assert clf.last_nfe_per_image == 10 * 3
     assert (clf.predict(images) == probs.argmax(1)).all()
-    assert clf.score(images, test.labels[:40]) == pytest.approx((probs.argmax(1) == test.labels[:40]).mean())
+    assert clf.score(images, test.targets[:40]) == pytest.approx((probs.argmax(1) == test.targets[:40]).mean())
     errors = torch.as_tensor(clf.class_errors(images))
     expected = torch.softmax(-errors / clf.posterior.temperature + clf.log_prior, dim=1)
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_diffusion.posterior import (PosteriorConfig, class_errors, diffusion_posterior, fit_temperature,
+from wsl_diffusion.posterior import (PosteriorConfig, class_errors, diffusion_posterior, fit_temperature, nfe_per_image,
                                      log_posterior, median_interval, noised_input_errors, quadrature_weights,
                                      sigma_levels)
 
@@ -110,3 +110,22 @@ def test_noised_input_posterior_limits(gaussian_denoiser):
     x_big = x0 + 100.0 * torch.randn(x0.shape, generator=g)
     big = noised_input_errors(den, x_big, torch.full((4,), 100.0), offsets=offsets, weights=w, noise=noise)
     assert log_posterior(big).exp().max() < 0.3  # close to uniform over 4 classes
+
+
+@pytest.mark.parametrize("keep,prune", [(None, 1), (3, 2), (2, 1)])
+def test_nfe_per_image_counts_the_network_rows_spent(gaussian_denoiser, keep, prune):
+    """The stated cost is what the network actually evaluates: count its input rows."""
+    rows = []
+
+    class Counting(torch.nn.Module):
+        num_classes, image_shape = gaussian_denoiser.num_classes, gaussian_denoiser.image_shape
+
+        def forward(self, x, sigma, class_vector):
+            rows.append(x.shape[0])
+            return gaussian_denoiser(x, sigma, class_vector)
+
+    cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=4, keep_classes=keep,
+                          prune_sigmas=prune)
+    x = torch.zeros(3, *gaussian_denoiser.image_shape)
+    res = diffusion_posterior(Counting(), x, cfg, generator=torch.Generator().manual_seed(0))
+    assert sum(rows) == 3 * res.nfe_per_image == 3 * nfe_per_image(cfg, gaussian_denoiser.num_classes)

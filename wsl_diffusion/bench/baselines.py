@@ -96,7 +96,7 @@ def naive_training_set(labels, rng: np.random.Generator) -> tuple[np.ndarray, np
     if labels.kind in ("clean", "noisy"):
         return np.arange(n), np.asarray(labels.observed, dtype=np.int64)
     if labels.kind == "partial":
-        return np.arange(n), random_candidate(labels.labels > 0, rng)
+        return np.arange(n), random_candidate(labels.matrix > 0, rng)
     if labels.kind == "semi":
         rows = np.flatnonzero(labels.observed >= 0)
         return rows, np.asarray(labels.observed[rows], dtype=np.int64)
@@ -106,7 +106,7 @@ def naive_training_set(labels, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 
 def _test_targets(labels, test_data: ArrayDataset) -> np.ndarray:
-    return targets_in_label_space(labels, test_data.labels)
+    return targets_in_label_space(labels, test_data.targets)
 
 
 def _check_inputs(train_data: ArrayDataset, labels) -> None:
@@ -253,7 +253,7 @@ def _candidate_self_training(estimator: str, rounds: int) -> BaselineFn:
             raise ValueError(f"candidate-aware self-training needs partial labels, got {labels.kind!r}")
         x = flat_features(train_data)
         t0 = time.perf_counter()
-        y = disambiguate_candidates(x, labels.labels, estimator=estimator, seed=seed, rounds=rounds)
+        y = disambiguate_candidates(x, labels.matrix, estimator=estimator, seed=seed, rounds=rounds)
         est = _fit(make_estimator(estimator, seed=seed), x, y)
         seconds = time.perf_counter() - t0
         pred = est.predict(flat_features(test_data))
@@ -531,7 +531,7 @@ def cnn_proden(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, see
     if labels.kind != "partial":
         raise ValueError(f"PRODEN needs partial labels, got {labels.kind!r}")
     images, k = _cnn_problem(train_data, labels)
-    mask = torch.from_numpy(np.array(labels.labels > 0)).float()  # (N, K)
+    mask = torch.from_numpy(np.array(labels.matrix > 0)).float()  # (N, K)
     weights = mask / mask.sum(1, keepdim=True)
 
     def loss_fn(logits, idx):

@@ -38,6 +38,7 @@ from label_models.corruption import CorruptionSpec, corrupt
 
 from wsl_diffusion.bench import baselines
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_dataset, targets_in_label_space
+from wsl_diffusion.posterior import nfe_per_image
 
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
@@ -117,17 +118,6 @@ def describe_setting(name: str) -> str:
 def methods_for_setting(name: str) -> list[str]:
     """Every method that applies to a setting: the diffusion methods, then the baselines."""
     return list(DIFFUSION_METHODS) + list(baselines.methods_for(setting_kind(name)))
-
-
-def posterior_nfe(cfg, num_classes: int) -> int:
-    """Network evaluations per image of the diffusion classifier `cfg` (a PosteriorConfig), counted
-    as `posterior.diffusion_posterior` spends them (with adaptive class pruning if configured)."""
-    from wsl_diffusion.posterior import sigma_levels
-
-    s = len(sigma_levels(cfg))
-    if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
-        return num_classes * s
-    return num_classes * cfg.prune_sigmas + cfg.keep_classes * (s - cfg.prune_sigmas)
 
 
 def diffusion_budget(kimg: float, model: str) -> str:
@@ -307,12 +297,12 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
         if done > kimg * 1.0001 + 1e-9:
             raise ValueError(f"{run_dir} already trained for {done:g} kimg > {kimg:g}; use another --out")
     summary = train(config, run_dir, train_data=train_data, labels=labels, test_data=test_data,
-                    test_targets=targets_in_label_space(labels, test_data.labels), resume=resume,
+                    test_targets=targets_in_label_space(labels, test_data.targets), resume=resume,
                     progress=progress, console=console)
     if summary.get("test_accuracy_ema") is None:
         raise RuntimeError(f"training in {run_dir} stopped before its end; no test accuracy")
     return {"accuracy": float(summary["test_accuracy_ema"]), "train_seconds": float(summary["seconds_this_call"]),
-            "nfe_per_image": posterior_nfe(config.posterior, labels.num_classes),
+            "nfe_per_image": nfe_per_image(config.posterior, labels.num_classes),
             "temperature": float(summary.get("temperature", 1.0)), "resumed": resume}
 
 
@@ -398,7 +388,7 @@ def run_benchmark(out: str | Path, *, preset: str = "digits", seeds: Sequence[in
     def labels_of(setting: str, seed: int):
         if (setting, seed) not in label_cache:
             spec = setting_spec(setting, seed)
-            label_cache[(setting, seed)] = corrupt(train_data.labels, num_classes=train_data.num_classes, spec=spec,
+            label_cache[(setting, seed)] = corrupt(train_data.targets, num_classes=train_data.num_classes, spec=spec,
                                                    features=flat_features(train_data), dataset_name=p.dataset)
         return label_cache[(setting, seed)]
 
@@ -665,7 +655,7 @@ def run_demo(out: str | Path, *, spec: CorruptionSpec, kimg: float = 128.0, mode
         raise ValueError(f"--out {out} exists and is not a directory")
     t_start = time.perf_counter()
     train_data, test_data = data if data is not None else load_dataset(dataset)
-    labels = corrupt(train_data.labels, num_classes=train_data.num_classes, spec=spec,
+    labels = corrupt(train_data.targets, num_classes=train_data.num_classes, spec=spec,
                      features=flat_features(train_data), dataset_name=dataset)
     rows = []
     for method in ("dmis", "vanilla"):

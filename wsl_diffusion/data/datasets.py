@@ -19,12 +19,12 @@ class ArrayDataset:
     """A labelled image split.
 
     images: (N, H, W, C) uint8, the on-disk convention.
-    labels: (N,) int64 true class indices in [0, K).
+    targets: (N,) int64 true class indices in [0, K) (named apart from an imprecise label set).
     class_names: K names, index = class id.
     """
 
     images: np.ndarray
-    labels: np.ndarray
+    targets: np.ndarray
     class_names: tuple[str, ...]
 
     @property
@@ -38,7 +38,7 @@ class ArrayDataset:
         return (c, h, w)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.targets)
 
 
 def load_digits_split() -> tuple[ArrayDataset, ArrayDataset]:
@@ -104,10 +104,10 @@ def load_dataset(
         train, test = load_digits_split()
         if subset is None:
             return train, test
-        keep_train = sources.cap_per_class(train.labels, subset)
-        keep_test = sources.cap_per_class(test.labels, subset)
-        return (ArrayDataset(train.images[keep_train], train.labels[keep_train], train.class_names),
-                ArrayDataset(test.images[keep_test], test.labels[keep_test], test.class_names))
+        keep_train = sources.cap_per_class(train.targets, subset)
+        keep_test = sources.cap_per_class(test.targets, subset)
+        return (ArrayDataset(train.images[keep_train], train.targets[keep_train], train.class_names),
+                ArrayDataset(test.images[keep_test], test.targets[keep_test], test.class_names))
     return sources.load_source(name, subset=subset, on_error=on_error)
 
 

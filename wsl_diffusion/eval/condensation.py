@@ -46,10 +46,10 @@ def run_splits(config, labels) -> tuple[ArrayDataset, ArrayDataset]:
     if n == len(train):
         return train, test
     if n < len(train) and labels.true_labels is not None:
-        prefix = train.labels[:n]
+        prefix = train.targets[:n]
         if (np.array_equal(labels.true_labels, prefix)
                 or np.array_equal(labels.true_labels, targets_in_label_space(labels, prefix))):
-            return ArrayDataset(train.images[:n], train.labels[:n], train.class_names), test
+            return ArrayDataset(train.images[:n], train.targets[:n], train.class_names), test
     raise ValueError(f"the run's labels.npz has {n} rows but the {config.dataset} training split has "
                      f"{len(train)} images; cannot align labels with images")
 
@@ -59,7 +59,7 @@ def observed_hard_labels(labels, rng: np.random.Generator) -> np.ndarray:
 
     A one-hot row gives its class; a candidate set (partial) gives one candidate drawn uniformly
     with `rng`; an all-ones (unlabelled) row gives -1."""
-    rows = np.asarray(labels.labels) > 0  # (N, K) candidate masks
+    rows = np.asarray(labels.matrix) > 0  # (N, K) candidate masks
     u = rng.random(len(rows))
     sizes = rows.sum(axis=1)
     rank = np.minimum((u * sizes).astype(np.int64), sizes - 1)  # which candidate, 0-based
@@ -88,7 +88,7 @@ def condensation_scores(net, labels, train: ArrayDataset, test: ArrayDataset, *,
     Returns a dict; `samples` of the synthetic set are under the key "_samples" (not JSON)."""
     k = net.num_classes
     test_x = to_model_space(test.images)
-    test_y = targets_in_label_space(labels, test.labels)
+    test_y = targets_in_label_space(labels, test.targets)
 
     t0 = time.perf_counter()
     if samples is None:
@@ -106,7 +106,7 @@ def condensation_scores(net, labels, train: ArrayDataset, test: ArrayDataset, *,
         base = train_classifier(to_model_space(train.images[idx]), obs, num_classes=k, config=classifier,
                                 device=device)
         baseline_acc = accuracy(base, test_x, test_y)
-        label_acc = float(np.mean(obs == targets_in_label_space(labels, train.labels[idx])))
+        label_acc = float(np.mean(obs == targets_in_label_space(labels, train.targets[idx])))
     return {
         "ipc": ipc, "synthetic_accuracy": synthetic_acc, "num_synthetic": int(len(images)),
         "baseline_accuracy": baseline_acc, "num_baseline": int(len(idx)),

@@ -237,7 +237,7 @@ def evaluator_key(dataset: str, train: ArrayDataset, config: ClassifierConfig) -
     h.update(json.dumps({"format": EVALUATOR_FORMAT, "config": config.to_dict()}, sort_keys=True).encode())
     h.update(str(train.images.shape).encode())
     h.update(np.ascontiguousarray(train.images).tobytes())
-    h.update(np.ascontiguousarray(train.labels, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(train.targets, dtype=np.int64).tobytes())
     # A dataset may be a path: keep a readable, file-name-safe tail of it.
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(dataset).rstrip("/\\")).name) or "dataset"
     return f"{name}-{h.hexdigest()[:12]}"
@@ -247,10 +247,10 @@ def train_evaluator(train: ArrayDataset, test: ArrayDataset, *, dataset: str = "
                     config: ClassifierConfig = ClassifierConfig(), device="cpu") -> Evaluator:
     """Train an evaluator on a clean (train, test) pair without touching the cache."""
     t0 = time.perf_counter()
-    net = train_classifier(to_model_space(train.images), train.labels, num_classes=train.num_classes,
+    net = train_classifier(to_model_space(train.images), train.targets, num_classes=train.num_classes,
                            config=config, device=device)
     seconds = time.perf_counter() - t0
-    acc = accuracy(net, to_model_space(test.images), test.labels)
+    acc = accuracy(net, to_model_space(test.images), test.targets)
     return Evaluator(net, dataset, config, tuple(train.class_names), acc, seconds)
 
 

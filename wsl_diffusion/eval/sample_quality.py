@@ -75,8 +75,8 @@ def evaluate_samples(net, config, *, labels=None, per_class: int = 100, seed: in
                                   splits=(reference, full_test))
     test = full_test if config.subset is None else load_dataset(
         config.dataset, subset=config.subset, on_error=config.on_bad_image)[1]  # the run's test split
-    ref_targets = label_space_targets(reference.labels, k_model, labels)
-    test_targets = label_space_targets(test.labels, k_model, labels)
+    ref_targets = label_space_targets(reference.targets, k_model, labels)
+    test_targets = label_space_targets(test.targets, k_model, labels)
 
     t0 = time.perf_counter()
     if samples is None:

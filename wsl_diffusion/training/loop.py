@@ -54,7 +54,7 @@ def label_likelihood(labels, *, assumed_noise_rate: float) -> np.ndarray:
     assume symmetric noise at `assumed_noise_rate` (the design's uniform-off-diagonal default).
     """
     if labels.kind != "noisy":
-        return labels.labels.astype(np.float64)
+        return labels.matrix.astype(np.float64)
     from label_models.transition import symmetric_transition
 
     t = labels.transition_matrix
@@ -73,7 +73,7 @@ def label_tensors(labels, *, assumed_noise_rate: float, device="cpu") -> dict[st
     return {
         "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate),
                                dtype=torch.float32, device=device),
-        "label_rows": torch.tensor(labels.labels, dtype=torch.float32, device=device),
+        "label_rows": torch.tensor(labels.matrix, dtype=torch.float32, device=device),
         "observed": torch.as_tensor(np.array(observed), device=device),
         "is_labelled": torch.tensor(labels.is_labelled, device=device),
     }
@@ -238,7 +238,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         from label_models.priors import partial_prior_update
 
         pi = partial_prior_update(state.log_prior.exp().cpu().numpy(), probs.cpu().numpy(),
-                                  labels.labels, momentum=0.5)
+                                  labels.matrix, momentum=0.5)
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()

@@ -19,12 +19,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.
 def digits_400():
     """400 training images (stratified by construction of the split) and 200 test images."""
     train, test = load_digits_split()
-    return (ArrayDataset(train.images[:400], train.labels[:400], train.class_names),
-            ArrayDataset(test.images[:200], test.labels[:200], test.class_names))
+    return (ArrayDataset(train.images[:400], train.targets[:400], train.class_names),
+            ArrayDataset(test.images[:200], test.targets[:200], test.class_names))
 
 
 def labels_for(train, **spec):
-    return corrupt(train.labels, num_classes=10, spec=CorruptionSpec(**spec), features=flat_features(train))
+    return corrupt(train.targets, num_classes=10, spec=CorruptionSpec(**spec), features=flat_features(train))
 
 
 CHANCE_10 = 0.1
@@ -53,9 +53,9 @@ def test_candidate_self_training_disambiguates_better_than_a_random_candidate(di
     labels = labels_for(train, supervision="partial", q=0.5, seed=2)
     x = flat_features(train)
     truth = labels.true_labels
-    rand = B.random_candidate(labels.labels > 0, np.random.default_rng(0))
-    picked = B.disambiguate_candidates(x, labels.labels, estimator="svc", seed=0)
-    assert np.all(labels.labels[np.arange(len(picked)), picked] == 1)  # always one of the candidates
+    rand = B.random_candidate(labels.matrix > 0, np.random.default_rng(0))
+    picked = B.disambiguate_candidates(x, labels.matrix, estimator="svc", seed=0)
+    assert np.all(labels.matrix[np.arange(len(picked)), picked] == 1)  # always one of the candidates
     rand_acc, picked_acc = np.mean(rand == truth), np.mean(picked == truth)
     assert picked_acc > rand_acc + 0.3, (picked_acc, rand_acc)
 
@@ -111,7 +111,7 @@ def test_conv_net_training_is_reproducible(digits_400):
 
     train, _ = digits_400
     x = to_model_space(train.images[:64])
-    y = torch.as_tensor(train.labels[:64].copy())
+    y = torch.as_tensor(train.targets[:64].copy())
     nets = [B.train_conv_net(x, 10, lambda logits, idx: F.cross_entropy(logits, y[idx]), seed=3, epochs=1)
             for _ in range(2)]
     with torch.no_grad():

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.
 @pytest.fixture(scope="module")
 def small_data():
     train, test = load_digits_split()
-    return (ArrayDataset(train.images[:200], train.labels[:200], train.class_names),
-            ArrayDataset(test.images[:60], test.labels[:60], test.class_names))
+    return (ArrayDataset(train.images[:200], train.targets[:200], train.class_names),
+            ArrayDataset(test.images[:60], test.targets[:60], test.class_names))
 
 
 # A diffusion run of a few steps: tiny network, small batch, a two-level posterior.
@@ -36,22 +36,13 @@ def test_every_setting_is_a_valid_corruption_of_digits(small_data):
     for name in bench.SETTINGS:
         spec = bench.setting_spec(name, seed=3)
         assert spec.seed == 3
-        labels = corrupt(train.labels, num_classes=10, spec=spec, features=flat_features(train))
+        labels = corrupt(train.targets, num_classes=10, spec=spec, features=flat_features(train))
         kinds.add(labels.kind)
         assert bench.describe_setting(name)
     assert kinds == set(SUPERVISION_KINDS)
     quick = bench.PRESETS["digits-quick"]
     assert quick.seeds == (0,) and set(quick.settings) == {"sym-40", "partial-0.3", "semi-10"}
     assert bench.PRESETS["digits"].seeds == (0, 1, 2)
-
-
-@pytest.mark.parametrize("keep,prune", [(None, 1), (3, 2), (2, 1)])
-def test_posterior_nfe_matches_what_the_posterior_spends(gaussian_denoiser, keep, prune):
-    cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=4, keep_classes=keep,
-                          prune_sigmas=prune)
-    x = torch.zeros(3, *gaussian_denoiser.image_shape)
-    res = diffusion_posterior(gaussian_denoiser, x, cfg, generator=torch.Generator().manual_seed(0))
-    assert bench.posterior_nfe(cfg, gaussian_denoiser.num_classes) == res.nfe_per_image
 
 
 def test_plan_validates_names_and_order():

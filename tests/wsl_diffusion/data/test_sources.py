@@ -59,7 +59,7 @@ def test_grey_png_folder_keeps_pixels_order_and_class_names(tmp_path):
     assert isinstance(train, ArrayDataset)
     assert train.class_names == test.class_names == ("ant", "cat", "dog")  # sorted folder names
     assert train.images.dtype == np.uint8 and train.images.shape == (9, 6, 5, 1) and test.images.shape == (4, 6, 5, 1)
-    assert train.labels.dtype == np.int64 and train.labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+    assert train.targets.dtype == np.int64 and train.targets.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
     np.testing.assert_array_equal(train.images, expected_arrays(written, "train", train.class_names))
     np.testing.assert_array_equal(test.images, expected_arrays(written, "test", test.class_names))
     assert train.notes == () and train.skipped == ()
@@ -79,7 +79,7 @@ def test_grey_and_colour_mixed_become_rgb(tmp_path):
     train, test = load_source(str(tmp_path))
     assert train.images.shape[-1] == test.images.shape[-1] == 3
     images = np.concatenate([train.images, test.images])
-    labels = np.concatenate([train.labels, test.labels])
+    labels = np.concatenate([train.targets, test.targets])
     # The grey images come back with three equal channels.
     greys = [im for im in images if (im[..., 0] == im[..., 1]).all() and (im[..., 1] == im[..., 2]).all()]
     assert len(greys) == 4 and len(images) == 7 and np.bincount(labels).tolist() == [4, 3]
@@ -88,7 +88,7 @@ def test_grey_and_colour_mixed_become_rgb(tmp_path):
 def test_missing_test_folder_makes_a_fixed_stratified_80_20_split(tmp_path):
     write_folder(tmp_path, {"train": {"a": 10, "b": 5, "c": 2}})
     train, test = load_source(str(tmp_path))
-    assert np.bincount(train.labels).tolist() == [8, 4, 1] and np.bincount(test.labels).tolist() == [2, 1, 1]
+    assert np.bincount(train.targets).tolist() == [8, 4, 1] and np.bincount(test.targets).tolist() == [2, 1, 1]
     assert "no test split" in train.notes[0] and "80/20" in train.notes[0]
     # Disjoint and together the whole folder: no image in both splits.
     rows = {im.tobytes() for im in np.concatenate([train.images, test.images])}
@@ -103,7 +103,7 @@ def test_missing_test_folder_makes_a_fixed_stratified_80_20_split(tmp_path):
 def test_subset_keeps_the_first_files_of_each_class(tmp_path):
     written = write_folder(tmp_path, TWO_SPLITS)
     train, test = load_source(str(tmp_path), subset=2)
-    assert np.bincount(train.labels).tolist() == [2, 2, 2] and np.bincount(test.labels).tolist() == [1, 2, 1]
+    assert np.bincount(train.targets).tolist() == [2, 2, 2] and np.bincount(test.targets).tolist() == [1, 2, 1]
     np.testing.assert_array_equal(train.images[2, ..., 0], written[("train", "cat")][0])  # cat/000.png
     np.testing.assert_array_equal(train.images[3, ..., 0], written[("train", "cat")][1])
 
@@ -131,7 +131,7 @@ def test_tarball_reads_like_the_folder(tmp_path, top, fmt, name):
     ref_train, ref_test = load_source(str(folder))
     assert train.class_names == ref_train.class_names
     np.testing.assert_array_equal(train.images, ref_train.images)
-    np.testing.assert_array_equal(train.labels, ref_train.labels)
+    np.testing.assert_array_equal(train.targets, ref_train.targets)
     np.testing.assert_array_equal(test.images, ref_test.images)
     sub_train, _ = load_source(str(archive), subset=1)
     np.testing.assert_array_equal(sub_train.images, load_source(str(folder), subset=1)[0].images)
@@ -145,7 +145,7 @@ def test_tarball_without_test_split_and_with_subset(tmp_path):
     ref_train, ref_test = load_source(str(folder), subset=3)
     np.testing.assert_array_equal(train.images, ref_train.images)
     np.testing.assert_array_equal(test.images, ref_test.images)
-    assert np.bincount(train.labels).tolist() == [3, 3] and np.bincount(test.labels).tolist() == [2, 2]
+    assert np.bincount(train.targets).tolist() == [3, 3] and np.bincount(test.targets).tolist() == [2, 2]
     assert train.notes
 
 
@@ -169,7 +169,7 @@ def test_npz_with_and_without_test_arrays(tmp_path):
     np.savez(tmp_path / "a.npz", images=images, labels=labels, class_names=np.array(["neg", "pos"]))
     train, test = load_source(str(tmp_path / "a.npz"))
     assert train.class_names == ("neg", "pos") and train.images.shape == (16, 4, 4, 1) and len(test) == 4
-    assert train.notes and np.bincount(test.labels).tolist() == [2, 2]
+    assert train.notes and np.bincount(test.targets).tolist() == [2, 2]
 
     rgb = np.stack([colour(i, (4, 4)) for i in range(6)])
     np.savez(tmp_path / "b.npz", images=rgb, labels=np.array([0, 1, 2, 0, 1, 2]),
@@ -177,7 +177,7 @@ def test_npz_with_and_without_test_arrays(tmp_path):
     train, test = load_source(str(tmp_path / "b.npz"), subset=1)
     assert train.class_names == ("0", "1", "2") and train.notes == ()
     np.testing.assert_array_equal(train.images, rgb[:3])
-    np.testing.assert_array_equal(test.labels, [2, 1, 0])
+    np.testing.assert_array_equal(test.targets, [2, 1, 0])
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -216,10 +216,10 @@ def test_cifar_pickle_folder(tmp_path):
     train, test = load_source(str(tmp_path / "cifar"))
     assert train.class_names == CIFAR10_CLASS_NAMES and dataset_tag("x/cifar", train.class_names) == "cifar10"
     np.testing.assert_array_equal(train.images, images)
-    np.testing.assert_array_equal(train.labels, labels)
+    np.testing.assert_array_equal(train.targets, labels)
     assert test.images.shape == (6, 32, 32, 3)
     sub, _ = load_source(str(tmp_path / "cifar"), subset=1)
-    assert np.bincount(sub.labels).max() == 1 and len(sub) == len(np.unique(labels))
+    assert np.bincount(sub.targets).max() == 1 and len(sub) == len(np.unique(labels))
 
 
 def test_cifar_pickle_loader_refuses_code(tmp_path):
@@ -252,7 +252,7 @@ def test_unreadable_image_raise_or_skip(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
         train, test = load_source(str(tmp_path), on_error="skip")
     assert train.skipped == (str(bad),) and test.skipped == ()
-    assert np.bincount(train.labels).tolist() == [2, 3, 3]
+    assert np.bincount(train.targets).tolist() == [2, 3, 3]
     with pytest.raises(ValueError, match="on_error must be one of raise, skip"):
         load_source(str(tmp_path), on_error="ignore")
 
@@ -285,11 +285,11 @@ def test_unknown_specs(tmp_path):
 
 def test_load_dataset_digits_subset_and_paths(tmp_path):
     train, test = load_dataset("digits", subset=5)
-    assert np.bincount(train.labels).tolist() == [5] * 10 and np.bincount(test.labels).tolist() == [5] * 10
+    assert np.bincount(train.targets).tolist() == [5] * 10 and np.bincount(test.targets).tolist() == [5] * 10
     full_train, _ = load_dataset("digits")
-    np.testing.assert_array_equal(train.images[train.labels == 3], full_train.images[full_train.labels == 3][:5])
+    np.testing.assert_array_equal(train.images[train.targets == 3], full_train.images[full_train.targets == 3][:5])
     write_folder(tmp_path, TWO_SPLITS)
-    assert load_dataset(str(tmp_path), subset=1)[0].labels.tolist() == [0, 1, 2]
+    assert load_dataset(str(tmp_path), subset=1)[0].targets.tolist() == [0, 1, 2]
     assert dataset_tag(str(tmp_path / "my.tar.gz"), ("a", "b")) == "my" and dataset_tag("digits", ()) == "digits"
 
 
@@ -299,6 +299,6 @@ def test_real_cifar10_tarball_subset():
     train, test = load_source(str(CIFAR_TARBALL), subset=2)
     assert train.images.shape == (20, 32, 32, 3) and test.images.shape == (20, 32, 32, 3)
     assert train.class_names == CIFAR10_CLASS_NAMES and len(train.class_names) == 10
-    assert np.bincount(train.labels, minlength=10).tolist() == [2] * 10
-    assert train.labels.min() >= 0 and train.labels.max() < 10 and train.notes == ()
+    assert np.bincount(train.targets, minlength=10).tolist() == [2] * 10
+    assert train.targets.min() >= 0 and train.targets.max() < 10 and train.notes == ()
     assert train.images.std() > 10  # real photos, not blank decodes

@@ -21,7 +21,7 @@ def test_parse_ipcs():
 
 def test_observed_labels_one_hot_candidates_and_unlabelled():
     rows = np.array([[0, 1, 0], [1, 1, 1], [1, 0, 1], [0, 0, 1]], dtype=np.float32)
-    labels = ImpreciseLabels(labels=rows, kind="partial")
+    labels = ImpreciseLabels(matrix=rows, kind="partial")
     draws = np.stack([observed_hard_labels(labels, np.random.default_rng(i)) for i in range(2000)])
     assert np.all(draws[:, 0] == 1) and np.all(draws[:, 3] == 2)
     assert np.all(draws[:, 1] == -1)  # an all-ones row carries no label: skipped
@@ -34,7 +34,7 @@ def test_noisy_real_subset_takes_ipc_rows_per_observed_class():
     observed = np.array([0] * 10 + [1] * 3 + [2] * 6 + [-1] * 4)
     rows = np.ones((len(observed), 3), dtype=np.float32)
     rows[observed >= 0] = np.eye(3, dtype=np.float32)[observed[observed >= 0]]
-    labels = ImpreciseLabels(labels=rows, kind="semi", observed=observed)
+    labels = ImpreciseLabels(matrix=rows, kind="semi", observed=observed)
     idx, obs = noisy_real_subset(labels, 5, rng=np.random.default_rng(0))
     assert np.bincount(obs, minlength=3).tolist() == [5, 3, 5]  # class 1 has only 3 rows
     assert np.array_equal(observed[idx], obs) and len(set(idx.tolist())) == len(idx)
@@ -48,7 +48,7 @@ def test_run_splits_align_labels_with_images(tiny_run, digits_small):
     labels = load_labels(tiny_run / "labels.npz")
     train, test = run_splits(config, labels)  # the fixture trained on a verified prefix of the split
     assert np.array_equal(train.images, digits_small[0].images) and len(test) == 450
-    shuffled = ImpreciseLabels(labels=labels.labels, kind="partial", true_labels=labels.true_labels[::-1].copy())
+    shuffled = ImpreciseLabels(matrix=labels.matrix, kind="partial", true_labels=labels.true_labels[::-1].copy())
     with pytest.raises(ValueError, match="cannot align"):
         run_splits(config, shuffled)
 

@@ -16,10 +16,10 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(digits_small):
     train, _ = digits_small
     x = to_model_space(train.images[:64])
     state = torch.random.get_rng_state()
-    a = train_classifier(x, train.labels[:64], num_classes=10, config=TINY)
+    a = train_classifier(x, train.targets[:64], num_classes=10, config=TINY)
     assert torch.equal(torch.random.get_rng_state(), state)
-    b = train_classifier(x, train.labels[:64], num_classes=10, config=TINY)
-    c = train_classifier(x, train.labels[:64], num_classes=10, config=TINY.replace(seed=1))
+    b = train_classifier(x, train.targets[:64], num_classes=10, config=TINY)
+    c = train_classifier(x, train.targets[:64], num_classes=10, config=TINY.replace(seed=1))
     for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values()))
@@ -27,7 +27,7 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(digits_small):
 
 def test_features_do_not_depend_on_the_batch(digits_small):
     train, _ = digits_small
-    net = train_classifier(to_model_space(train.images[:32]), train.labels[:32], num_classes=10, config=TINY)
+    net = train_classifier(to_model_space(train.images[:32]), train.targets[:32], num_classes=10, config=TINY)
     ev = ev_mod.Evaluator(net, "digits", TINY, tuple(train.class_names), 0.0, 0.0)
     x = to_model_space(train.images[:40])
     f_all, f_small = ev.features(x), ev.features(x, batch_size=7)
@@ -95,8 +95,8 @@ def test_evaluate_samples_of_real_images_beat_noise(tmp_path):
         num_classes = 10
 
     config = TrainConfig()
-    real = (to_model_space(test.images), torch.as_tensor(test.labels))
-    noise = (torch.rand(450, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1, torch.as_tensor(test.labels))
+    real = (to_model_space(test.images), torch.as_tensor(test.targets))
+    noise = (torch.rand(450, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1, torch.as_tensor(test.targets))
     good = evaluate_samples(Stub(), config, samples=real, evaluator=ev, classifier=TINY)
     bad = evaluate_samples(Stub(), config, samples=noise, evaluator=ev, classifier=TINY)
     assert good["fd"] < bad["fd"] and good["cw_fd"] < bad["cw_fd"]

@@ -24,8 +24,8 @@ def make_setup():
     from wsl_diffusion.data.datasets import ArrayDataset, load_digits_split
 
     full, _ = load_digits_split()
-    data = ArrayDataset(full.images[:120], full.labels[:120], full.class_names)
-    labels = corrupt(data.labels, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4))
+    data = ArrayDataset(full.images[:120], full.targets[:120], full.class_names)
+    labels = corrupt(data.targets, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4))
     # 3 steps of global batch 16, table refreshed after step 1 and 2 so the classification term runs
     cfg = TrainConfig(model="tiny", batch_size=16, total_kimg=3 * 16 / 1000, table_refresh_kimg=16 / 1000,
                       checkpoint_every_kimg=1.0, samples_per_class=0, lr=2e-3, lambda_cls=1.0,

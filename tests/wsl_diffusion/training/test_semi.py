@@ -54,7 +54,7 @@ def test_unlabelled_images_train_unconditionally_before_the_first_table(digits_s
     """Before any refresh the table is flat, so DMIS must not pick arbitrary classes for unlabelled
     images: its loss on them equals the vanilla (unconditional) loss on the same batch."""
     train_data, _ = digits_small
-    labels = semi_labels(train_data.labels, 0.1)
+    labels = semi_labels(train_data.targets, 0.1)
     images = to_model_space(train_data.images)
     tensors = dict(images=images, labels=labels, **label_tensors(labels, assumed_noise_rate=0.2))
     post = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2)
@@ -79,7 +79,7 @@ def test_unlabelled_images_train_unconditionally_before_the_first_table(digits_s
 
     # after a refresh the same images are trained on their (now informative) posterior classes
     states["dmis"].refreshes = 1
-    states["dmis"].table = torch.eye(10)[torch.as_tensor(train_data.labels)]
+    states["dmis"].table = torch.eye(10)[torch.as_tensor(train_data.targets)]
     with torch.no_grad():
         conditional = step_loss(cfgs["dmis"], states["dmis"], states["dmis"].net, batch, **tensors)[0]
     assert not torch.allclose(conditional, losses["vanilla"], rtol=1e-5)

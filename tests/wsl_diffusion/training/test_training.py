@@ -22,7 +22,7 @@ def tiny_config(**changes) -> TrainConfig:
 
 
 def partial_labels(data, seed=0):
-    return corrupt(data.labels, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3, seed=seed))
+    return corrupt(data.targets, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3, seed=seed))
 
 
 def weights_of(run_dir):
@@ -89,7 +89,7 @@ def test_run_directory_contents(tmp_path, digits_small):
     labels = partial_labels(train_data)
     cfg = tiny_config(samples_per_class=1)
     summary = train(cfg, tmp_path, train_data=train_data, labels=labels, test_data=test_data,
-                    test_targets=test_data.labels, progress=False)
+                    test_targets=test_data.targets, progress=False)
     assert summary["finished"] and 0.0 <= summary["test_accuracy_ema"] <= 1.0
     saved = json.loads((tmp_path / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == cfg
