@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from label_models._checks import check_num_classes
 from label_models.labels import SUPERVISION_KINDS, ImpreciseLabels
 from label_models.transition import (
     NOISE_MODELS,
@@ -43,12 +44,6 @@ INSTANCE_RATE_SD = 0.1
 
 
 # ----------------------------------------------------------------------------- validation helpers
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return int(num_classes)
-
-
 def _check_y(y: np.ndarray, num_classes: int) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1 or arr.size == 0:
@@ -150,7 +145,7 @@ def symmetric_noise(
     The true class is never redrawn, so the realised noise rate is ``rate`` (not rate (K-1)/K).
     T = (1 - rate) on the diagonal, rate / (K - 1) elsewhere.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     rate = _check_unit("rate", rate, high_open=True)
     rng = _check_rng(rng)
@@ -168,7 +163,7 @@ def asymmetric_noise(
 
     T[c, c] = 1 - rate, T[c, class_map[c]] = rate for mapped c, identity rows otherwise.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     rate = _check_unit("rate", rate, high_open=True)
     cmap = validate_class_map(class_map, k)
@@ -223,7 +218,7 @@ def instance_noise(
     per-sample rows p(z | x_n) over the samples of each true class (identity row for an absent
     class). It is exact for the given features, not a count of the realised flips.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     rate = _check_unit("rate", rate, high_open=True)
     rng = _check_rng(rng)
@@ -280,7 +275,7 @@ def partial_labels(
     three offsets are distinct wrong classes; E|S| = 2.5.
     Returns kind "partial" labels: (N, K) 0/1 masks, observed None.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     rng = _check_rng(rng)
     if class_dependent:
@@ -312,7 +307,7 @@ def semi_supervised(
 
     Per-class (stratified) selection is the SSL benchmark protocol: every class has labels.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     f = _check_unit("labelled_fraction", labelled_fraction, low_open=True)
     rng = _check_rng(rng)
@@ -342,7 +337,7 @@ def positive_unlabelled(
     ``num_classes`` (optional) is the original class count, used to range-check positive_classes.
     """
     if num_classes is not None:
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
     # Without num_classes only non-negativity of y can be checked.
     y = _check_y(y, num_classes if num_classes is not None else np.iinfo(np.int64).max)
     f = _check_unit("labelled_fraction", labelled_fraction, low_open=True)
@@ -476,7 +471,7 @@ def corrupt(
     """
     if not isinstance(spec, CorruptionSpec):
         raise ValueError(f"spec must be a CorruptionSpec, got {type(spec).__name__}")
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_y(y, k)
     rng = np.random.default_rng(spec.seed)
     if spec.supervision == "clean":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from label_models._checks import check_probs
+
 from label_models.labels import ImpreciseLabels
 
 _SUM_TOL = 1e-6
@@ -30,15 +32,6 @@ def _check_prior(
     if positive and np.any(v <= 0):
         raise ValueError(f"{name} must be strictly positive (it divides the posteriors), got {v.tolist()}")
     return v
-
-
-def _check_probs(name: str, probs: np.ndarray) -> np.ndarray:
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
-        raise ValueError(f"{name} must be (N, K) with N >= 1 and K >= 2, got shape {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"{name} must hold finite non-negative probabilities")
-    return p
 
 
 def project_to_simplex(v: np.ndarray) -> np.ndarray:
@@ -74,7 +67,7 @@ def em_prior(
     posteriors. Stops when the L1 change is below ``tol`` or after ``max_iter`` iterations.
     Returns the (K,) estimated prior of the new sample.
     """
-    p = _check_probs("probs", probs)
+    p = check_probs("probs", probs)
     train = _check_prior("train_prior", train_prior, num_classes=p.shape[1], positive=True)
     if int(max_iter) < 1 or not (float(tol) > 0):
         raise ValueError(f"max_iter must be >= 1 and tol > 0, got {max_iter}, {tol}")
@@ -117,7 +110,7 @@ def partial_prior_update(
     (the class the disambiguation currently believes in); the new prior is
     ``momentum * prior + (1 - momentum) * vote_frequencies``.
     """
-    p = _check_probs("probs", probs)
+    p = check_probs("probs", probs)
     old = _check_prior("prior", prior, num_classes=p.shape[1])
     mask = np.asarray(candidate_mask)
     if mask.shape != p.shape:

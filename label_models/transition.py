@@ -11,13 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from label_models._checks import check_num_classes, check_probs
+
 NOISE_MODELS: tuple[str, ...] = ("sym", "asym", "instance")
-
-
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return int(num_classes)
 
 
 def _check_rate(rate: float, *, name: str = "rate") -> float:
@@ -33,7 +29,7 @@ def validate_class_map(class_map: Mapping[int, int], num_classes: int) -> dict[i
     Each source class appears once (a dict cannot say otherwise), sources and targets must be valid
     class indices and a class may not map to itself (that would be a silent no-op "flip").
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if not isinstance(class_map, Mapping):
         raise ValueError(f"class_map must be a mapping {{source: target}}, got {type(class_map).__name__}")
     out: dict[int, int] = {}
@@ -55,7 +51,7 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
 
     This is the flip-to-a-*different*-class model: the realised noise rate equals ``rate``.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     rate = _check_rate(rate)
     t = np.full((k, k), rate / (k - 1), dtype=np.float64)
     np.fill_diagonal(t, 1.0 - rate)
@@ -65,7 +61,7 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
 def asymmetric_transition(num_classes: int, rate: float, class_map: Mapping[int, int]) -> np.ndarray:
     """(K, K) pair-flip T: a class c in ``class_map`` keeps its label w.p. 1 - rate and becomes
     ``class_map[c]`` w.p. rate; classes outside the map are never corrupted (identity rows)."""
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     rate = _check_rate(rate)
     cmap = validate_class_map(class_map, k)
     t = np.eye(k, dtype=np.float64)
@@ -105,7 +101,7 @@ def empirical_transition(true_labels: np.ndarray, observed: np.ndarray, num_clas
     ignored. A true class without any labelled sample gets an identity row, so the result is
     always row-stochastic. Returns (K, K) float64.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = np.asarray(true_labels)
     z = np.asarray(observed)
     if y.ndim != 1 or z.shape != y.shape:
@@ -122,19 +118,6 @@ def empirical_transition(true_labels: np.ndarray, observed: np.ndarray, num_clas
     return t
 
 
-def _check_probs(name: str, probs: np.ndarray) -> np.ndarray:
-    """Validate an (N, K) probability matrix and return it row-normalised as float64."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
-        raise ValueError(f"{name} must be (N, K) with N >= 1 and K >= 2, got shape {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"{name} must hold finite non-negative probabilities")
-    sums = p.sum(axis=1, keepdims=True)
-    if np.any(sums <= 0):
-        raise ValueError(f"{name} has an all-zero row {int(np.flatnonzero(sums[:, 0] <= 0)[0])}")
-    return p / sums
-
-
 def estimate_transition_anchor(probs_noisy: np.ndarray, *, quantile: float = 0.97) -> np.ndarray:
     """Anchor-point estimate of T (Patrini et al. 2017; Xia et al. 2019).
 
@@ -147,7 +130,7 @@ def estimate_transition_anchor(probs_noisy: np.ndarray, *, quantile: float = 0.9
 
     Returns (K, K) float64 row-stochastic, ``T[i, j] = P(observed = j | true = i)``.
     """
-    p = _check_probs("probs_noisy", probs_noisy)
+    p = check_probs("probs_noisy", probs_noisy, normalise=True)
     quantile = float(quantile)
     if not (0.0 <= quantile <= 1.0):
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
@@ -196,8 +179,8 @@ def estimate_transition_volmin(
     init: optional (K, K) row-stochastic starting point (e.g. the anchor estimate).
     Returns (K, K) float64 row-stochastic, ``T[i, j] = P(observed = j | true = i)``.
     """
-    k = _check_num_classes(num_classes)
-    p = _check_probs("probs_clean", probs_clean)
+    k = check_num_classes(num_classes)
+    p = check_probs("probs_clean", probs_clean, normalise=True)
     if p.shape[1] != k:
         raise ValueError(f"probs_clean has {p.shape[1]} columns for num_classes={k}")
     z = np.asarray(observed)
@@ -220,7 +203,7 @@ def estimate_transition_volmin(
         t0 = np.full((k, k), 0.2 / (k - 1))
         np.fill_diagonal(t0, 0.8)
     else:
-        t0 = _check_probs("init", init)
+        t0 = check_probs("init", init, normalise=True)
         if t0.shape != (k, k):
             raise ValueError(f"init must be ({k}, {k}), got {t0.shape}")
     logits = np.log(np.clip(t0, 1e-6, None))

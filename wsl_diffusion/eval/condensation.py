@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from label_models.likelihood import pick_candidates
+
 from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
 from wsl_diffusion.eval.feature_net import ClassifierConfig, accuracy, train_classifier
 from wsl_diffusion.sampling import image_grid, sample_per_class, save_png, save_samples_npz
@@ -59,11 +61,7 @@ def observed_hard_labels(labels, rng: np.random.Generator) -> np.ndarray:
 
     A one-hot row gives its class; a candidate set (partial) gives one candidate drawn uniformly
     with `rng`; an all-ones (unlabelled) row gives -1."""
-    rows = np.asarray(labels.matrix) > 0  # (N, K) candidate masks
-    u = rng.random(len(rows))
-    sizes = rows.sum(axis=1)
-    rank = np.minimum((u * sizes).astype(np.int64), sizes - 1)  # which candidate, 0-based
-    pick = np.argmax(rows.cumsum(axis=1) > rank[:, None], axis=1)
+    pick = pick_candidates(labels.matrix, rng.random(labels.num_samples))
     return np.where(labels.is_labelled, pick, -1)
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
+
 from wsl_diffusion.training import distributed as dist_utils
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_config
 from wsl_diffusion.config import TrainConfig
@@ -46,25 +48,6 @@ class TrainingDiverged(RuntimeError):
 # Label model -> tensors the loop needs
 
 
-def label_likelihood(labels, *, assumed_noise_rate: float) -> np.ndarray:
-    """(N, K) matrix L[n, y] = p(z_n | y) up to a per-row constant.
-
-    Masks (partial candidate sets, one-hot labels, all-ones unlabelled rows) are their own
-    likelihood. Noisy labels use the transition matrix: L[n, y] = T[y, z_n]; without a known T we
-    assume symmetric noise at `assumed_noise_rate` (the design's uniform-off-diagonal default).
-    """
-    if labels.kind != "noisy":
-        return labels.matrix.astype(np.float64)
-    from label_models.transition import symmetric_transition
-
-    t = labels.transition_matrix
-    if t is None:
-        t = symmetric_transition(labels.num_classes, assumed_noise_rate)
-    lik = t[:, np.clip(labels.observed, 0, None)].T.copy()  # (N, K)
-    lik[labels.observed < 0] = 1.0  # unlabelled rows carry no information
-    return lik
-
-
 def label_tensors(labels, *, assumed_noise_rate: float, device="cpu") -> dict[str, torch.Tensor]:
     """The label model as the tensors `step_loss` takes: lik (N, K) = p(z | y), label_rows (N, K)
     (the stored label rows), observed (N,) hard labels (-1 where none) and is_labelled (N,)."""
@@ -79,25 +62,6 @@ def label_tensors(labels, *, assumed_noise_rate: float, device="cpu") -> dict[st
     }
 
 
-def initial_log_prior(labels) -> np.ndarray:
-    """log pi (K,) from the label model, before any posterior exists."""
-    from label_models import priors
-
-    k = labels.num_classes
-    if labels.class_prior is not None:
-        pi = np.asarray(labels.class_prior, dtype=np.float64)
-    elif labels.kind == "noisy":
-        counts = np.bincount(labels.observed[labels.observed >= 0], minlength=k).astype(np.float64)
-        t = labels.transition_matrix
-        pi = priors.prior_from_transition(counts / counts.sum(), t) if t is not None else counts / counts.sum()
-    elif labels.kind in ("semi", "clean"):
-        pi = priors.labelled_counts_prior(labels)
-    else:  # partial: start uniform, then the moving average of argmax-within-S takes over
-        pi = np.full(k, 1.0 / k)
-    pi = np.clip(pi, 1e-4, None)
-    return np.log(pi / pi.sum())
-
-
 def vanilla_targets(kind: str, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Class vectors (B, K) for the vanilla baseline: the imprecise label taken as if clean.
 
@@ -107,10 +71,8 @@ def vanilla_targets(kind: str, rows: torch.Tensor, u: torch.Tensor) -> torch.Ten
     """
     b, k = rows.shape
     if kind == "partial":
-        sizes = rows.sum(dim=1)
-        rank = (u * sizes).floor().clamp(max=sizes - 1)  # which candidate, 0-based
-        pick = ((rows.cumsum(dim=1) > rank[:, None]) & (rows > 0)).float().argmax(dim=1)
-        return F.one_hot(pick, k).float()
+        pick = pick_candidates(rows.cpu().numpy(), u.cpu().numpy())
+        return F.one_hot(torch.from_numpy(pick).to(rows.device), k).float()
     if kind == "pu":
         positive = rows[:, 0] == 0  # labelled positives have row [0, 1]
         return F.one_hot(positive.long(), k).float()

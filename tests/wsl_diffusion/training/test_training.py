@@ -8,7 +8,7 @@ from label_models.corruption import CorruptionSpec, corrupt
 from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training.loop import TrainingDiverged, label_likelihood, train, vanilla_targets
+from wsl_diffusion.training.loop import TrainingDiverged, train, vanilla_targets
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -96,14 +96,6 @@ def test_run_directory_contents(tmp_path, digits_small):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "labels.npz").is_file()
     lines = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert any("loss_gen" in l for l in lines) and any("refresh" in l for l in lines)
-
-
-def test_label_likelihood_noisy_uses_transition_columns():
-    y = np.array([0, 1, 2, 2, 1, 0] * 50)
-    labels = corrupt(y, num_classes=3, spec=CorruptionSpec(supervision="noisy", rate=0.3, seed=1))
-    lik = label_likelihood(labels, assumed_noise_rate=0.2)
-    t = labels.transition_matrix
-    np.testing.assert_allclose(lik, t[:, labels.observed].T)
 
 
 def test_vanilla_partial_pick_is_a_uniform_candidate():
