@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
-from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.data.datasets import flat_features, load_dataset, to_model_space
+from wsl_diffusion.config import Execution, TrainConfig
+from wsl_diffusion.data.datasets import flat_features, to_model_space
+from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training.loop import load_model, train
+from wsl_diffusion.training.loop import train
+from wsl_diffusion.run import load_model
 
 
 def main() -> None:
@@ -64,12 +66,13 @@ def main() -> None:
             dataset=args.data, supervision=spec.to_dict(), method=method, model=args.model,
             batch_size=args.batch_size, total_kimg=100_000.0, lr=args.lr, lr_rampup_kimg=10.0,
             ema_halflife_kimg=20.0, posterior=posterior, table_refresh_kimg=args.refresh_kimg,
-            checkpoint_every_kimg=100_000.0, log_every_kimg=32.0, samples_per_class=8, device=args.device,
-            precision="bf16" if on_gpu else "fp32", channels_last=on_gpu, compile=args.compile,
+            checkpoint_every_kimg=100_000.0, log_every_kimg=32.0, samples_per_class=8,
             subset=args.train_per_class)
+        execution = Execution(device=args.device, precision="bf16" if on_gpu else "fp32", channels_last=on_gpu,
+                              compile=args.compile)
         run_dir = Path(args.out) / method
         summary = train(config, run_dir, train_data=train_data, labels=labels, max_seconds=args.seconds,
-                        progress=not args.json)
+                        execution=execution, progress=not args.json)
         net, ckpt, _ = load_model(run_dir, device=args.device)
         if on_gpu:
             net.to(memory_format=torch.channels_last)

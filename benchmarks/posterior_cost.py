@@ -22,10 +22,11 @@ import torch
 
 from label_models.io import load_labels
 from wsl_diffusion.classifier import DiffusionClassifier
-from wsl_diffusion.data.datasets import load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.data.datasets import targets_in_label_space, to_model_space
+from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training.loop import load_model
+from wsl_diffusion.run import load_model
 
 
 @torch.no_grad()

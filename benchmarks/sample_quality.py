@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from label_models.io import load_labels
-from wsl_diffusion.eval.condensation import condensation_scores, run_splits
+from wsl_diffusion.eval.condensation import condensation_scores
+from wsl_diffusion.run import aligned_splits
 from wsl_diffusion.eval.feature_net import get_evaluator
 from wsl_diffusion.eval.sample_quality import evaluate_samples
 from wsl_diffusion.sampling import sample_per_class
-from wsl_diffusion.training.loop import load_model
+from wsl_diffusion.run import load_model
 
 
 def measure(run_dir: Path, args) -> dict:
@@ -41,7 +42,7 @@ def measure(run_dir: Path, args) -> dict:
     quality["sample_seconds"] = sample_seconds
     ipc = min(args.ipc, args.per_class)
     keep = torch.cat([torch.arange(c * args.per_class, c * args.per_class + ipc) for c in range(net.num_classes)])
-    train, test = run_splits(config, labels)
+    train, test = aligned_splits(config, labels)
     cond_row = condensation_scores(net, labels, train, test, ipc=ipc, seed=args.seed,
                                    samples=(images[keep], cond[keep]))
     cond_row.pop("_samples")

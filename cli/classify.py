@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from wsl_diffusion.classifier import DiffusionClassifier
+from wsl_diffusion.posterior import SCHEDULES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_posterior_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("posterior")
-    g.add_argument("--schedule", choices=("grid", "uniform", "interval", "median"), default=None,
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="noise-level schedule (default: the run's training interval)")
     g.add_argument("--num-sigmas", type=int, default=None)
     g.add_argument("--keep-classes", type=int, default=None, help="adaptive class pruning: classes refined")
@@ -58,8 +62,6 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, boo
 
     Returns (array, resized). Raises ValueError naming the file if it cannot be decoded.
     """
-    from PIL import Image, UnidentifiedImageError
-
     c, h, w = shape
     try:
         with Image.open(path) as img:
@@ -78,11 +80,6 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, boo
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from wsl_diffusion.classifier import DiffusionClassifier
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     clf = DiffusionClassifier.from_run(args.run_dir, seed=args.seed)
     clf.posterior = posterior_from_args(args, clf.posterior)
     images, names, failed = [], [], 0

@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.common import add_threads_argument, parse_positive_ints, set_threads
+from wsl_diffusion.eval.condensation import condense_run
+from wsl_diffusion.eval.feature_net import ClassifierConfig
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("condense", help="condense a run's dataset into IPC generated images per class",
@@ -26,19 +30,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w >= 0")
     p.add_argument("--classifier-steps", type=int, default=None,
                    help="optimiser steps of each classifier (default: the recipe's 30 epochs, at least 300 steps)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from wsl_diffusion.eval.condensation import condense_run, parse_ipcs
-    from wsl_diffusion.eval.feature_net import ClassifierConfig
-
-    ipcs = parse_ipcs(args.ipc)
+    ipcs = parse_positive_ints(args.ipc, "--ipc")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
     classifier = ClassifierConfig(seed=args.seed)
@@ -46,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if args.classifier_steps < 1:
             raise ValueError(f"--classifier-steps must be >= 1; got {args.classifier_steps}")
         classifier = classifier.replace(epochs=0, min_steps=args.classifier_steps)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     def show(row: dict) -> None:
         if args.json:

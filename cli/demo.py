@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any
 
-from cli.corrupt import add_supervision_arguments, spec_from_args
+from cli.common import add_supervision_arguments, spec_from_args
 
 DEMO_KIMG = 128.0
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from wsl_diffusion.bench.runner import run_demo
+    from wsl_diffusion.bench.demo import run_demo
 
     spec = spec_from_args(args)
     if args.seed < 0:

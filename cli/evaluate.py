@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cli.common import add_threads_argument, set_threads
+from wsl_diffusion.data.datasets import to_model_space
+from wsl_diffusion.eval.posterior_metrics import evaluate_schedules, standard_schedules
+from wsl_diffusion.eval.sample_quality import evaluate_samples, summary_lines
+from wsl_diffusion.run import TrainedRun, load_run
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--schedules", default=None,
                    help="comma-separated subset of schedule names to run (default: all)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
-    p.add_argument("--threads", type=int, default=None)
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true")
     g = p.add_argument_group("samples (instead of the posterior table)")
     g.add_argument("--samples", action="store_true",
@@ -42,27 +50,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from rich.console import Console
-    from rich.table import Table
-
-    from label_models.io import load_labels
-    from wsl_diffusion.data.datasets import load_dataset, targets_in_label_space, to_model_space
-    from wsl_diffusion.eval.posterior_metrics import evaluate_schedules, standard_schedules
-    from wsl_diffusion.training.loop import load_model
-
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_threads(args.threads)
     run_dir = Path(args.run_dir)
+    trained = load_run(run_dir)
     if args.samples:
-        return run_samples(args, run_dir)
-    net, ckpt, config = load_model(run_dir)
-    labels = load_labels(run_dir / "labels.npz")
-    _, test = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
+        return run_samples(args, trained)
+    test, targets = trained.test_split()
     images = to_model_space(test.images)
-    targets = targets_in_label_space(labels, test.targets)
     if args.limit:
         images, targets = images[: args.limit], targets[: args.limit]
-    schedules = standard_schedules(config.posterior, reference_sigmas=args.reference_sigmas)
+    schedules = standard_schedules(trained.config.posterior, reference_sigmas=args.reference_sigmas)
     if args.schedules:
         wanted = [s.strip() for s in args.schedules.split(",")]
         unknown = [s for s in wanted if s not in schedules]
@@ -71,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
         schedules = {k: schedules[k] for k in wanted}
     console = Console(stderr=True)
     rows = evaluate_schedules(
-        net, images, targets, schedules, log_prior=ckpt["log_prior"], temperature=float(ckpt["temperature"]),
+        trained.net, images, targets, schedules, log_prior=trained.log_prior, temperature=trained.temperature,
         on_result=None if args.json else lambda r: console.log(f"{r['schedule']}: acc {100 * r['accuracy']:.2f}%"))
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), "num_images": len(images), "schedules": rows}))
         return 0
     table = Table(title=f"{run_dir}: diffusion posterior on {len(images)} test images "
-                        f"(run temperature {float(ckpt['temperature']):.3g})")
+                        f"(run temperature {trained.temperature:.3g})")
     for col in ("schedule", "NFE/img", "img/s", "acc %", "NLL", "ECE", "acc % (cal)", "NLL (cal)", "ECE (cal)"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -89,17 +86,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_samples(args: argparse.Namespace, run_dir: Path) -> int:
+def run_samples(args: argparse.Namespace, trained: TrainedRun) -> int:
     """`--samples`: sample-quality metrics of the run's EMA model (wsl_diffusion.eval.sample_quality)."""
-    from label_models.io import load_labels
-    from wsl_diffusion.eval.sample_quality import evaluate_samples, summary_lines
-    from wsl_diffusion.training.loop import load_model
-
-    net, _, config = load_model(run_dir)
-    result = evaluate_samples(net, config, labels=load_labels(run_dir / "labels.npz"), per_class=args.per_class,
+    result = evaluate_samples(trained.net, trained.config, labels=trained.labels, per_class=args.per_class,
                               seed=args.seed, guidance=args.guidance)
     if args.json:
-        print(json.dumps({"run_dir": str(run_dir), **result}))
+        print(json.dumps({"run_dir": str(trained.run_dir), **result}))
     else:
-        print("\n".join([f"{run_dir}: sample quality", *summary_lines(result)]))
+        print("\n".join([f"{trained.run_dir}: sample quality", *summary_lines(result)]))
     return 0

@@ -7,13 +7,16 @@ Every subcommand lives in its own module under `cli/` and exposes two functions:
 
 Errors a user can fix (bad flags, unreadable or inconsistent files) are raised by the library as
 ``ValueError`` / ``OSError`` and reach the user here as one line on stderr with exit code 2 —
-never a traceback. Anything else is a bug and keeps its traceback.
+never a traceback; the parameters the library names in backticks are shown as the flags that set
+them (`cli.common.translate_error`). Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from cli.common import translate_error
 
 # Subcommand name -> module under cli/. Modules are imported lazily so that `wsl-diff corrupt`
 # does not pay for importing torch.
@@ -52,7 +55,8 @@ def build_parser(available: dict[str, str] | None = None) -> argparse.ArgumentPa
             if exc.name == module_name:  # subcommand not built yet: leave it out of the CLI
                 continue
             raise
-        module.add_parser(sub)
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(parser=sub_parser)  # to translate library errors into its flags
     return parser
 
 
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (ValueError, OSError) as exc:
-        return fail(str(exc), prog=f"wsl-diff {args.command}")
+        return fail(translate_error(str(exc), args.parser), prog=f"wsl-diff {args.command}")
     except KeyboardInterrupt:
         print("wsl-diff: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.common import add_threads_argument, set_threads
+from wsl_diffusion.data.images import image_grid, save_png, save_samples_npz
+from wsl_diffusion.run import load_model
+from wsl_diffusion.sampling import SOLVERS, sample_per_class
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="draw class-conditional samples from a run (PNG grid + .npz)",
@@ -23,12 +28,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the PNG grid to write; the samples go to the same name .npz")
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w >= 0 (default 0)")
     p.add_argument("--steps", type=int, default=18, help="sampler steps (default 18)")
-    p.add_argument("--solver", choices=("heun", "euler"), default="heun")
+    p.add_argument("--solver", choices=tuple(SOLVERS), default="heun")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--upscale", type=int, default=None,
                    help="enlarge the grid by pixel repetition (default: images shown at least 32 px)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(run=run)
     return p
@@ -47,11 +52,6 @@ def check_png_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from wsl_diffusion.sampling import image_grid, sample_per_class, save_png, save_samples_npz
-    from wsl_diffusion.training.loop import load_model
-
     if args.per_class < 1:
         raise ValueError(f"--per-class must be >= 1; got {args.per_class}")
     if args.steps < 1:
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be >= 1; got {args.upscale}")
     out = check_png_path(Path(args.out))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     net, ckpt, config = load_model(Path(args.run_dir))
     t0 = time.perf_counter()
     images, labels = sample_per_class(net, per_class=args.per_class, seed=args.seed, guidance=args.guidance,

@@ -18,7 +18,7 @@ import torch
 
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
-from wsl_diffusion.training.loop import load_model
+from wsl_diffusion.run import load_model
 
 
 class DiffusionClassifier:

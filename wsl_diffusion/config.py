@@ -8,6 +8,10 @@ from wsl_diffusion.model.network import PRESETS
 from wsl_diffusion.posterior import PosteriorConfig
 
 METHODS = ("dmis", "vanilla")
+GEN_FORMS = ("em", "wdsm")
+CLS_LOGITS = ("elbo", "table")
+PRECISIONS = ("fp32", "bf16")
+LEGACY_EXECUTION_KEYS = frozenset({"device", "precision", "channels_last", "compile"})
 
 
 @dataclass(frozen=True)
@@ -64,41 +68,35 @@ class TrainConfig:
     log_every_kimg: float = 8.0
     checkpoint_every_kimg: float = 64.0
     samples_per_class: int = 8
-    device: str = "cpu"
-    precision: str = "fp32"  # "bf16": autocast the network forward to bfloat16 (GPU)
-    channels_last: bool = False  # NHWC memory layout for the convolutions (faster on GPU)
-    compile: bool = False  # torch.compile the training network (GPU, long runs)
 
     def __post_init__(self) -> None:
-        if self.cls_logits not in ("table", "elbo"):
-            raise ValueError(f"unknown cls_logits {self.cls_logits!r}; choose table or elbo")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"unknown precision {self.precision!r}; choose fp32 or bf16")
+        if self.cls_logits not in CLS_LOGITS:
+            raise ValueError(f"unknown `cls_logits` {self.cls_logits!r}; choose table or elbo")
         if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)
                                         or self.subset < 1):
-            raise ValueError(f"--subset must be a whole number of images per class >= 1; got {self.subset!r}")
+            raise ValueError(f"`subset` must be a whole number of images per class >= 1; got {self.subset!r}")
         if self.on_bad_image not in ("raise", "skip"):
-            raise ValueError(f"--on-bad-image must be raise or skip; got {self.on_bad_image!r}")
+            raise ValueError(f"`on_bad_image` must be raise or skip; got {self.on_bad_image!r}")
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.gen_form not in ("em", "wdsm"):
-            raise ValueError(f"unknown --gen-form {self.gen_form!r}; choose em or wdsm")
+            raise ValueError(f"unknown `method` {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.gen_form not in GEN_FORMS:
+            raise ValueError(f"unknown `gen_form` {self.gen_form!r}; choose em or wdsm")
         if self.model not in PRESETS:
-            raise ValueError(f"unknown model preset {self.model!r}; choose one of {', '.join(PRESETS)}")
+            raise ValueError(f"unknown `model` preset {self.model!r}; choose one of {', '.join(PRESETS)}")
         if self.topk < 1:
-            raise ValueError("--topk must be >= 1")
+            raise ValueError("`topk` must be >= 1")
         if self.batch_size < 1:
-            raise ValueError("--batch-size must be >= 1")
+            raise ValueError("`batch_size` must be >= 1")
         if not self.total_kimg > 0:
-            raise ValueError("--kimg must be > 0")
+            raise ValueError("`total_kimg` must be > 0")
         if not self.lr > 0:
-            raise ValueError("--lr must be > 0")
+            raise ValueError("`lr` must be > 0")
         if self.lambda_cls < 0:
-            raise ValueError("--lambda-cls must be >= 0")
+            raise ValueError("`lambda_cls` must be >= 0")
         if not 0 <= self.label_dropout < 1:
-            raise ValueError("--label-dropout must be in [0, 1)")
+            raise ValueError("`label_dropout` must be in [0, 1)")
         if not 0 <= self.labelled_share < 1:
-            raise ValueError("--labelled-share must be in [0, 1)")
+            raise ValueError("`labelled_share` must be in [0, 1)")
         if ((self.table_refresh_kimg is not None and self.table_refresh_kimg <= 0)
                 or self.checkpoint_every_kimg <= 0 or self.log_every_kimg <= 0):
             raise ValueError("refresh, checkpoint and log intervals must be > 0 kimg")
@@ -130,6 +128,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        # Runs saved before execution settings moved to `Execution` carry them in their config;
+        # they never decided what a run is, so they are dropped, not rejected.
+        d = {k: v for k, v in d.items() if k not in LEGACY_EXECUTION_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -143,3 +144,25 @@ class TrainConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d.update(changes)
         return TrainConfig(**d)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is executed, not what it is: none of these change the optimisation problem, so
+    they are arguments of `train`, not part of the saved `TrainConfig`, and a run may be resumed
+    with different ones (e.g. on another device).
+
+    device: "cpu", "cuda", "cuda:N", or "auto" (LOCAL_RANK's GPU under torchrun, else CPU).
+    precision: "fp32", or "bf16" to autocast the network forward to bfloat16 (GPU).
+    channels_last: NHWC memory layout for the convolutions (faster on GPU).
+    compile: torch.compile the training network (GPU, long runs).
+    """
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown `precision` {self.precision!r}; choose one of {', '.join(PRECISIONS)}")

@@ -73,16 +73,6 @@ def heun_sample(denoise: Denoiser, x_init: torch.Tensor, sigmas: torch.Tensor) -
 SOLVERS = {"heun": heun_sample, "euler": euler_sample}
 
 
-def edm_sample(denoise: Denoiser, x_init: torch.Tensor, *, num_steps: int = 18, sigma_min: float = 0.002,
-               sigma_max: float = 80.0, rho: float = 7.0, solver: str = "heun") -> torch.Tensor:
-    """Integrate the probability-flow ODE from x_init (already scaled by sigma_max) to sigma = 0
-    on the EDM rho-schedule with `num_steps` steps, by Heun or Euler."""
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose {' or '.join(SOLVERS)}")
-    steps = edm_sigma_steps(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-    return SOLVERS[solver](denoise, x_init, steps)
-
-
 def class_conditional(net, class_ids: torch.Tensor, *, guidance: float = 0.0) -> Denoiser:
     """Bind class labels to a denoiser; guidance w > 0 applies classifier-free guidance:
     D_w = (1 + w) D(x, sigma, y) - w D(x, sigma, no label), the unconditional model being the
@@ -139,51 +129,3 @@ def sample_per_class(net, *, per_class: int, seed: int = 0, guidance: float = 0.
         den = class_conditional(net, labels[sl].to(device), guidance=guidance)
         out.append(SOLVERS[solver](den, x, steps).clamp(-1, 1).cpu())
     return torch.cat(out), labels
-
-
-def image_grid(images: torch.Tensor, *, rows: int) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> uint8 grid (rows*H, cols*W, C) with a 1-pixel gap."""
-    n, c, h, w = images.shape
-    cols = -(-n // rows)
-    grid = np.zeros((rows * (h + 1) - 1, cols * (w + 1) - 1, c), dtype=np.uint8)
-    imgs = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    for idx in range(n):
-        r, col = divmod(idx, cols)
-        grid[r * (h + 1): r * (h + 1) + h, col * (w + 1): col * (w + 1) + w] = imgs[idx]
-    return grid
-
-
-def save_png(array_hwc: np.ndarray, path, *, upscale: int = 1) -> None:
-    """Write a uint8 (H, W, C) array as PNG (C = 1 or 3), optionally enlarged by pixel repetition."""
-    from PIL import Image
-
-    arr = array_hwc.repeat(upscale, 0).repeat(upscale, 1) if upscale > 1 else array_hwc
-    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-    img.save(path)
-
-
-def save_samples_npz(path, images: torch.Tensor, labels: torch.Tensor | np.ndarray, **meta) -> None:
-    """Write samples atomically as .npz: `images` uint8 (N, H, W, C) (the on-disk convention),
-    `labels` int64 (N,) (the class each image was conditioned on) and `meta_json` (a JSON string
-    of `meta`: seed, solver, ...). images: float (N, C, H, W) in [-1, 1]."""
-    import json
-
-    from wsl_diffusion.run import atomic_write_bytes
-    from wsl_diffusion.data.datasets import to_uint8
-
-    arrays = {"images": to_uint8(images), "labels": np.asarray(labels, dtype=np.int64),
-              "meta_json": np.array(json.dumps(meta, sort_keys=True))}
-    if len(arrays["images"]) != len(arrays["labels"]):
-        raise ValueError(f"{len(arrays['images'])} images but {len(arrays['labels'])} labels")
-    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def load_samples_npz(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(images uint8 (N, H, W, C), labels int64 (N,), meta dict) from `save_samples_npz`."""
-    import json
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return data["images"], data["labels"], json.loads(str(data["meta_json"])) if "meta_json" in data else {}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: not a samples .npz ({type(exc).__name__}: {exc})") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.corrupt import add_supervision_arguments, parse_class_list, spec_from_args
+from cli.common import add_supervision_arguments, parse_class_list, spec_from_args
 from cli.main import main
 from label_models import CorruptionSpec, load_labels
 

@@ -77,7 +77,7 @@ def test_train_config_carries_dataset_flags(tmp_path, monkeypatch):
     config = build_config(args)
     assert config.dataset == str(root.resolve()) and config.subset == 4 and config.on_bad_image == "skip"
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
-    with pytest.raises(ValueError, match="--subset must be"):
+    with pytest.raises(ValueError, match="`subset` must be"):
         TrainConfig(subset=0)
-    with pytest.raises(ValueError, match="--on-bad-image must be"):
+    with pytest.raises(ValueError, match="`on_bad_image` must be"):
         TrainConfig(on_bad_image="ignore")

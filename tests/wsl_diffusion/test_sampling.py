@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_diffusion.sampling import (class_conditional, edm_sample, edm_sigma_steps, euler_sample, heun_sample,
-                                    image_seed, initial_noise, load_samples_npz, sample_per_class,
-                                    save_samples_npz)
+from wsl_diffusion.sampling import (SOLVERS, class_conditional, edm_sigma_steps, euler_sample, heun_sample, image_seed,
+                                    initial_noise, sample_per_class)
+from wsl_diffusion.data.images import load_samples_npz, save_samples_npz
 
 S = 0.3  # data std of the single Gaussian N(mu, S^2 I)
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
@@ -34,7 +34,7 @@ def exact_ode_solution(x_t: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
 
 
 def max_error(solver, steps, denoise, x_t, exact):
-    out = edm_sample(denoise, x_t, num_steps=steps, solver=solver)
+    out = SOLVERS[solver](denoise, x_t, edm_sigma_steps(steps))
     return float((out.double() - exact).abs().max())
 
 
@@ -57,7 +57,7 @@ def test_heun_recovers_gaussian_mean_and_variance(single_gaussian):
     denoise, mu = single_gaussian
     n = 2000
     x_t = initial_noise(range(n), tuple(mu.shape), sigma_max=SIGMA_MAX)
-    x0 = edm_sample(denoise, x_t, num_steps=64, solver="heun").double()
+    x0 = heun_sample(denoise, x_t, edm_sigma_steps(64)).double()
     d = mu.numel()
     # Per-pixel means: standard error S / sqrt(n); the ODE itself shrinks the mean of
     # x_T = SIGMA_MAX * noise towards 0 by a factor S / SIGMA_MAX (well below that error).
@@ -112,7 +112,7 @@ def test_sample_per_class_does_not_depend_on_batch_size(gaussian_denoiser):
 
 
 def test_sample_per_class_batch_size_with_a_trained_network(tiny_run):
-    from wsl_diffusion.training.loop import load_model
+    from wsl_diffusion.run import load_model
 
     net, _, _ = load_model(tiny_run)
     a, _ = sample_per_class(net, per_class=3, num_steps=4, batch_size=7)

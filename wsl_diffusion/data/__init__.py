@@ -1,1 +1,1 @@
-"""data"""
+"""Datasets as uint8 NHWC arrays (digits, image folders, tarballs, .npz, CIFAR-10 pickles) and image files on disk."""

@@ -47,6 +47,7 @@ def load_digits_split() -> tuple[ArrayDataset, ArrayDataset]:
     Digits pixels are integers 0..16; they are rescaled to 0..255 so that every dataset shares the
     uint8 convention (16 -> 255 exactly).
     """
+    # Imported here: scikit-learn's import costs ~1 s and only the digits dataset needs it.
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -68,7 +69,7 @@ def load_digits_split() -> tuple[ArrayDataset, ArrayDataset]:
 
 def to_model_space(images_uint8: np.ndarray):
     """uint8 (N, H, W, C) -> float32 torch tensor (N, C, H, W) in [-1, 1]."""
-    import torch
+    import torch  # here: the dataset layer stays torch-free for `wsl-diff corrupt`
 
     x = torch.from_numpy(np.ascontiguousarray(images_uint8)).float()
     return (x / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
@@ -76,39 +77,10 @@ def to_model_space(images_uint8: np.ndarray):
 
 def to_uint8(images) -> np.ndarray:
     """float tensor (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), clipped."""
-    import torch
+    import torch  # here: the dataset layer stays torch-free for `wsl-diff corrupt`
 
     x = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255)
     return x.permute(0, 2, 3, 1).to(torch.uint8).numpy()
-
-
-DATASET_NAMES = ("digits",)
-
-
-def load_dataset(
-    name: str, *, subset: int | None = None, on_error: str = "raise"
-) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, test) splits of an embedded dataset (DATASET_NAMES) or of a path that
-    `wsl_diffusion.data.sources.load_source` reads (image folder, .tar.gz of one, .npz, CIFAR-10 pickles).
-
-    subset: keep at most this many images per class in each split (the first ones, in the split's
-      fixed order); None keeps all.
-    on_error: what an unreadable image file does: "raise" a ValueError or "skip" it (sources only).
-    """
-    from wsl_diffusion.data import sources
-
-    if name == "digits":
-        subset = sources.check_subset(subset)
-        if on_error not in sources.ON_ERROR_CHOICES:
-            raise ValueError(f"on_error must be one of {', '.join(sources.ON_ERROR_CHOICES)}; got {on_error!r}")
-        train, test = load_digits_split()
-        if subset is None:
-            return train, test
-        keep_train = sources.cap_per_class(train.targets, subset)
-        keep_test = sources.cap_per_class(test.targets, subset)
-        return (ArrayDataset(train.images[keep_train], train.targets[keep_train], train.class_names),
-                ArrayDataset(test.images[keep_test], test.targets[keep_test], test.class_names))
-    return sources.load_source(name, subset=subset, on_error=on_error)
 
 
 def flat_features(data: ArrayDataset) -> np.ndarray:
@@ -128,3 +100,23 @@ def targets_in_label_space(labels, true_labels: np.ndarray) -> np.ndarray:
             raise ValueError("PU label set lacks meta['positive_classes']; cannot map test labels to it")
         return np.isin(true_labels, np.asarray(positives)).astype(np.int64)
     return np.asarray(true_labels, dtype=np.int64)
+
+
+def check_subset(subset: int | None) -> int | None:
+    """Validate a per-class cap: None or an integer >= 1."""
+    if subset is None:
+        return None
+    if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 1:
+        raise ValueError(f"subset must be a whole number of images per class >= 1; got {subset!r}")
+    return int(subset)
+
+
+def cap_per_class(labels: np.ndarray, subset: int | None) -> np.ndarray:
+    """Indices of the first `subset` samples of every class, in their original order."""
+    labels = np.asarray(labels)
+    if subset is None:
+        return np.arange(len(labels))
+    keep = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        keep[np.flatnonzero(labels == c)[:subset]] = True
+    return np.flatnonzero(keep)

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+from PIL import Image
 
-from wsl_diffusion.data.datasets import ArrayDataset
+from wsl_diffusion.data.datasets import ArrayDataset, cap_per_class, check_subset, load_digits_split
+from wsl_diffusion.data.tar import open_stream, walk_tar
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -103,13 +105,31 @@ def load_source(
                      f"{FOLDER_LAYOUT})")
 
 
-def check_subset(subset: int | None) -> int | None:
-    """Validate a per-class cap: None or an integer >= 1."""
-    if subset is None:
-        return None
-    if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 1:
-        raise ValueError(f"subset must be a whole number of images per class >= 1; got {subset!r}")
-    return int(subset)
+DATASET_NAMES = ("digits",)
+
+
+def load_dataset(
+    name: str, *, subset: int | None = None, on_error: str = "raise"
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) splits of an embedded dataset (DATASET_NAMES) or of a path that
+    `wsl_diffusion.data.sources.load_source` reads (image folder, .tar.gz of one, .npz, CIFAR-10 pickles).
+
+    subset: keep at most this many images per class in each split (the first ones, in the split's
+      fixed order); None keeps all.
+    on_error: what an unreadable image file does: "raise" a ValueError or "skip" it (sources only).
+    """
+    if name == "digits":
+        subset = check_subset(subset)
+        if on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}; got {on_error!r}")
+        train, test = load_digits_split()
+        if subset is None:
+            return train, test
+        keep_train = cap_per_class(train.targets, subset)
+        keep_test = cap_per_class(test.targets, subset)
+        return (ArrayDataset(train.images[keep_train], train.targets[keep_train], train.class_names),
+                ArrayDataset(test.images[keep_test], test.targets[keep_test], test.class_names))
+    return load_source(name, subset=subset, on_error=on_error)
 
 
 def dataset_tag(spec: str, class_names: Sequence[str]) -> str:
@@ -123,17 +143,6 @@ def dataset_tag(spec: str, class_names: Sequence[str]) -> str:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def cap_per_class(labels: np.ndarray, subset: int | None) -> np.ndarray:
-    """Indices of the first `subset` samples of every class, in their original order."""
-    labels = np.asarray(labels)
-    if subset is None:
-        return np.arange(len(labels))
-    keep = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        keep[np.flatnonzero(labels == c)[:subset]] = True
-    return np.flatnonzero(keep)
 
 
 def split_positions(n: int, class_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,8 +176,6 @@ def _make_pair(spec: str, train: tuple, test: tuple, names: tuple[str, ...], not
 # ----------------------------------------------------------------------------- image decoding
 def _decode(blob: _Blob) -> np.ndarray:
     """One image file -> (H, W) uint8 for grey or (H, W, 3) uint8 for colour."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(blob) if isinstance(blob, bytes) else blob) as im:
         im.load()
         mode = im.mode
@@ -295,130 +302,6 @@ def _load_folder(root: Path, spec: str, *, subset: int | None, on_error: str):
     return _assemble(spec, train, test, where=f"{root}/", subset=subset, on_error=on_error)
 
 
-_BLOCK = 512
-
-
-def _tar_number(field: bytes) -> int:
-    """A numeric tar header field: octal text, or GNU base-256 when the top bit is set."""
-    if field and field[0] & 0x80:
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ValueError("bad tar header (a number field is not octal): not a tar archive, or corrupt") from None
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """A pax extended header ("<len> <key>=<value>\n" records) -> {key: value}."""
-    out, pos = {}, 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        length = int(data[pos:space])
-        key, _, value = data[space + 1: pos + length - 1].partition(b"=")
-        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
-def _open_stream(path: Path):
-    """The archive as a byte stream, decompressed by what its first bytes say (gzip, bz2, xz, none)."""
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic.startswith(b"\x1f\x8b"):
-        import gzip
-
-        return gzip.open(path, "rb")
-    if magic.startswith(b"BZh"):
-        import bz2
-
-        return bz2.open(path, "rb")
-    if magic.startswith(b"\xfd7zXZ"):
-        import lzma
-
-        return lzma.open(path, "rb")
-    return open(path, "rb")
-
-
-class _Reader:
-    """Hands out exact byte counts from a stream that is read in 1 MiB chunks (a tar member is
-    often smaller than 1 KiB, and a read call on a decompressing stream costs far more than that)."""
-
-    def __init__(self, stream, chunk: int = 1 << 20):
-        self.stream, self.chunk = stream, chunk
-        self.buf, self.pos = b"", 0
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.buf):
-            parts = [self.buf[self.pos:]]
-            have = len(parts[0])
-            while have < n:
-                more = self.stream.read(max(self.chunk, n - have))
-                if not more:
-                    break
-                parts.append(more)
-                have += len(more)
-            self.buf, self.pos, end = b"".join(parts), 0, n
-        out = self.buf[self.pos:end]
-        self.pos = min(end, len(self.buf))
-        return out
-
-
-def _padded(size: int) -> int:
-    return (size + _BLOCK - 1) // _BLOCK * _BLOCK
-
-
-def _walk_tar(stream) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (path, kind, data) for every member of an uncompressed tar stream, in archive order.
-
-    kind is "file", "dir" or "other"; data is a file's bytes (empty for the others). Understands ustar
-    prefixes, GNU long names and pax path/size records -- what GNU tar, bsdtar and Python's tarfile
-    write. Python's own tarfile parses every header field in Python (~150 us per member), which
-    makes walking a 60k-member archive take many seconds; this reads only the fields needed.
-    """
-    reader = _Reader(stream)
-    long_name: str | None = None
-    pax: dict[str, str] = {}
-    while True:
-        header = reader.take(_BLOCK)
-        if not header or header.count(0) == _BLOCK:  # end of archive (EOF or a zero block)
-            return
-        if len(header) < _BLOCK:
-            raise ValueError("archive ends in the middle of a header (truncated download?)")
-        # The checksum counts its own 8-byte field as spaces (8 * 32).
-        if _tar_number(header[148:156]) != sum(header) - sum(header[148:156]) + 8 * 32:
-            raise ValueError("bad tar header checksum: not a tar archive, or corrupt")
-        size = _tar_number(header[124:136])
-        flag = header[156:157]
-        if flag in (b"L", b"K", b"x", b"g"):  # metadata for the next member
-            data = reader.take(_padded(size))[:size]
-            if flag == b"L":
-                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            elif flag == b"x":
-                pax = _pax_records(data)
-            continue
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if header[257:262] == b"ustar" and header[345] != 0:
-            prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            name = f"{prefix}/{name}"
-        if long_name is not None or pax:
-            name = pax.get("path", long_name or name)
-            size = int(pax.get("size", size))
-            long_name, pax = None, {}
-        kind = "file" if flag in (b"0", b"\0", b"7") else "dir" if flag == b"5" else "other"
-        if kind == "dir":
-            size = 0
-        # The member's data, padding included, is read whether or not the consumer wants it:
-        # it is in the buffer already and slicing it is cheaper than a lazy reader.
-        block = reader.take(_padded(size))
-        if len(block) < _padded(size):
-            raise ValueError("archive ends in the middle of a file (truncated download?)")
-        yield name, kind, block[:size]
-
-
 def _load_tar(path: Path, spec: str, *, subset: int | None, on_error: str):
     """One streaming pass over the archive: keep the raw bytes of the images that can still be
     selected, decode only the final selection.
@@ -432,8 +315,8 @@ def _load_tar(path: Path, spec: str, *, subset: int | None, on_error: str):
     with_test: set[str] = set()  # prefixes that have a test split
     pickles: dict[str, bytes] = {}  # CIFAR-10 python batches, if that is what the archive holds
     try:
-        with _open_stream(path) as stream:
-            for member, kind, data in _walk_tar(stream):
+        with open_stream(path) as stream:
+            for member, kind, data in walk_tar(stream):
                 parts = [p for p in member.split("/") if p not in ("", ".")]
                 if kind == "dir" and len(parts) >= 2 and parts[-2] in SPLITS:
                     # A class folder, registered so that an empty one can be reported.

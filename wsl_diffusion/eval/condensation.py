@@ -18,42 +18,13 @@ import torch
 
 from label_models.likelihood import pick_candidates
 
-from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.data.datasets import ArrayDataset, targets_in_label_space, to_model_space
+from wsl_diffusion.data.images import image_grid, save_png, save_samples_npz
 from wsl_diffusion.eval.feature_net import ClassifierConfig, accuracy, train_classifier
-from wsl_diffusion.sampling import image_grid, sample_per_class, save_png, save_samples_npz
+from wsl_diffusion.run import atomic_write_text, load_run
+from wsl_diffusion.sampling import sample_per_class
 
 GRID_MAX_PER_CLASS = 10
-
-
-def parse_ipcs(text: str) -> list[int]:
-    """'1,10,50' -> [1, 10, 50]; ValueError on anything but positive integers."""
-    try:
-        ipcs = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"--ipc must be comma-separated positive integers like 1,10,50; got {text!r}") from None
-    if not ipcs or any(i < 1 for i in ipcs):
-        raise ValueError(f"--ipc must be comma-separated positive integers like 1,10,50; got {text!r}")
-    return sorted(set(ipcs))
-
-
-def run_splits(config, labels) -> tuple[ArrayDataset, ArrayDataset]:
-    """The (train, test) splits a run was trained on, with the training split aligned to `labels`.
-
-    A label file with fewer rows than the split is accepted only when its recorded true labels
-    match the first rows of the split exactly (a run trained on a prefix of the split, as the
-    test fixtures do); anything else is a mismatch and raises ValueError.
-    """
-    train, test = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
-    n = labels.num_samples
-    if n == len(train):
-        return train, test
-    if n < len(train) and labels.true_labels is not None:
-        prefix = train.targets[:n]
-        if (np.array_equal(labels.true_labels, prefix)
-                or np.array_equal(labels.true_labels, targets_in_label_space(labels, prefix))):
-            return ArrayDataset(train.images[:n], train.targets[:n], train.class_names), test
-    raise ValueError(f"the run's labels.npz has {n} rows but the {config.dataset} training split has "
-                     f"{len(train)} images; cannot align labels with images")
 
 
 def observed_hard_labels(labels, rng: np.random.Generator) -> np.ndarray:
@@ -123,17 +94,12 @@ def condense_run(run_dir, *, ipcs=(1, 10, 50), out_dir, seed: int = 0, guidance:
     - samples_ipc{N}.png — a grid, one row per class, at most 10 images per class.
     on_result(row) is called after each IPC (progress reporting).
     """
-    from label_models.io import load_labels
-
-    from wsl_diffusion.run import atomic_write_text
-    from wsl_diffusion.training.loop import load_model
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} exists and is not a directory")
-    net, _, config = load_model(run_dir, device=device)
-    labels = load_labels(run_dir / "labels.npz")
-    train, test = run_splits(config, labels)
+        raise ValueError(f"`out_dir` {out_dir} exists and is not a directory")
+    run = load_run(run_dir, device=device)
+    net, config, labels = run.net, run.config, run.labels
+    train, test = run.splits()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for ipc in ipcs:

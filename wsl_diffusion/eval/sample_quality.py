@@ -1,7 +1,7 @@
 """Quality of a run's class-conditional samples (design §6): FD, density/coverage, class-wise
 versions, Classification Accuracy Score and the evaluator's accuracy on the samples.
 
-    from wsl_diffusion.training.loop import load_model
+    from wsl_diffusion.run import load_model
     from wsl_diffusion.eval.sample_quality import evaluate_samples
     net, ckpt, config = load_model("runs/noisy")
     result = evaluate_samples(net, config, labels=load_labels("runs/noisy/labels.npz"))
@@ -27,7 +27,8 @@ import time
 import numpy as np
 import torch
 
-from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, targets_in_label_space, to_model_space
+from wsl_diffusion.data.datasets import ArrayDataset, targets_in_label_space, to_model_space
+from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.eval.feature_net import ClassifierConfig, Evaluator, accuracy, get_evaluator, train_classifier
 from wsl_diffusion.eval.sample_metrics import DEFAULT_K, frechet_distance, sample_metrics
 from wsl_diffusion.sampling import sample_per_class

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,6 @@ def wrap(net: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     """DDP-wrap for multi-process runs (gradients averaged over ranks); identity otherwise."""
     if ctx.world_size <= 1:
         return net
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
     return DistributedDataParallel(net, device_ids=ids)
 

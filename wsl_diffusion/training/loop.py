@@ -26,18 +26,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from label_models.io import save_labels
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
+from label_models.priors import partial_prior_update
 
-from wsl_diffusion.training import distributed as dist_utils
-from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_config
-from wsl_diffusion.config import TrainConfig
+from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
-from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss, restrict_posterior,
-                     sample_sigma, soft_target_loss, topk_classes, vanilla_loss)
-from wsl_diffusion.model.network import network_preset
-from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
-                        quadrature_weights, sigma_levels)
+from wsl_diffusion.data.images import image_grid, save_png
+from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
+from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
+                                     quadrature_weights, sigma_levels)
+from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
+                               build_denoiser, load_checkpoint, save_checkpoint, save_config)
+from wsl_diffusion.sampling import sample_per_class
+from wsl_diffusion.training import distributed as dist_utils
+from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss,
+                                           restrict_posterior, sample_sigma, soft_target_loss, topk_classes,
+                                           vanilla_loss)
+from wsl_diffusion.training.progress import TrainProgress
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,11 +124,6 @@ class TrainState:
         }
 
 
-def build_denoiser(config: TrainConfig, image_shape, num_classes: int) -> EDMDenoiser:
-    return EDMDenoiser(image_shape=tuple(image_shape), num_classes=num_classes,
-                       config=network_preset(config.model), sigma_data=config.sigma_data)
-
-
 def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.ndarray, n_train: int,
               device) -> TrainState:
     init_gen = torch.Generator().manual_seed(config.seed)
@@ -156,15 +158,6 @@ def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
                       class_names=tuple(ckpt.get("class_names", ())))
 
 
-def load_model(run_dir: Path, *, device="cpu", use_ema: bool = True) -> tuple[EDMDenoiser, dict, TrainConfig]:
-    """Load a trained denoiser (EMA weights by default) and its checkpoint dict from a run dir."""
-    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME, map_location=device)
-    config = TrainConfig.from_dict(json.loads(ckpt["config"]))
-    net = build_denoiser(config, ckpt["image_shape"], ckpt["num_classes"])
-    net.load_state_dict(ckpt["ema" if use_ema else "net"])
-    return net.to(device).eval().requires_grad_(False), ckpt, config
-
-
 # ----------------------------------------------------------------------------------------------
 # Pieces of a step
 
@@ -197,8 +190,6 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
     probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
     if labels.kind == "partial":
-        from label_models.priors import partial_prior_update
-
         pi = partial_prior_update(state.log_prior.exp().cpu().numpy(), probs.cpu().numpy(),
                                   labels.matrix, momentum=0.5)
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
@@ -355,26 +346,25 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 
 
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
-    from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
-
     cfg = config.posterior.replace(temperature=state.temperature)
     return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
 
 
 def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labels,
           test_data: ArrayDataset | None = None, test_targets: np.ndarray | None = None,
-          resume: bool = False, max_steps: int | None = None, max_seconds: float | None = None,
-          progress: bool = True, console=None) -> dict:
+          resume: bool = False, execution: Execution = Execution(), max_steps: int | None = None,
+          max_seconds: float | None = None, progress: bool = True, console=None) -> dict:
     """Train (or resume) a run in `run_dir`. Returns a summary dict (also written as summary.json).
 
     labels: a `label_models.ImpreciseLabels` aligned with train_data. test_targets: the test-set
-    targets in the label model's class space (PU: binary). max_steps: stop after this many steps
+    targets in the label model's class space (PU: binary). execution: device, precision, memory
+    layout, compilation; free to differ between the calls of one run. max_steps: stop after this many steps
     of this call without saving (simulates a crash; used by tests). max_seconds: a wall-clock
     budget for this call; when it runs out the run is checkpointed and stops (resumable).
     """
     run_dir = Path(run_dir)
     ctx = dist_utils.init()
-    device = torch.device(ctx.device if config.device == "auto" else config.device)
+    device = torch.device(ctx.device if execution.device == "auto" else execution.device)
     if labels.num_samples != len(train_data):
         raise ValueError(f"label file has {labels.num_samples} rows but the training split has {len(train_data)} images")
     images = to_model_space(train_data.images).to(device)
@@ -389,28 +379,26 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         saved = TrainConfig.from_dict(json.loads(ckpt["config"]))
         if saved.replace(total_kimg=config.total_kimg) != config:
-            raise ValueError(f"--resume: the config differs from the one saved in {run_dir} "
-                             "(only --kimg may change); start a new --out directory instead")
+            raise ValueError(f"`resume`: the config differs from the one saved in {run_dir} "
+                             "(only `total_kimg` may change); start a new `run_dir` instead")
         state = load_state(ckpt, config, device)
     else:
         if ckpt_path.exists():
-            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
+            raise ValueError(f"{run_dir} already holds a run; use `resume` to continue it or choose another `run_dir`")
         state = new_state(config, image_shape, num_classes, initial_log_prior(labels), n_train, device)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(run_dir, config.to_dict())
-        from label_models.io import save_labels
-
-        save_labels(run_dir / "labels.npz", labels)
+        save_config(run_dir, config)
+        save_labels(run_dir / LABELS_NAME, labels)
 
     state.class_names = ("negative", "positive") if labels.kind == "pu" else tuple(train_data.class_names)
-    if config.channels_last:
+    if execution.channels_last:
         state.net.to(memory_format=torch.channels_last)
         state.ema.to(memory_format=torch.channels_last)
     model = dist_utils.wrap(state.net, ctx)
-    if config.compile:
+    if execution.compile:
         model = torch.compile(model)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.precision == "bf16"
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if execution.precision == "bf16"
                 else contextlib.nullcontext())
     total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
     refresh_every = max(1, round(config.refresh_kimg(labels.kind) * 1000 / config.batch_size))
@@ -419,13 +407,11 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     needs_table = config.method == "dmis"
     pools = labelled_pools(labels, config)
 
-    stats_file = open(run_dir / "stats.jsonl", "a") if ctx.is_main else None
+    stats_file = open(run_dir / STATS_NAME, "a") if ctx.is_main else None
     t_start = time.perf_counter()
     steps_this_call = 0
     budget_hit = False
     acc_stats: dict[str, list[float]] = {}
-    from wsl_diffusion.training.progress import TrainProgress
-
     bar = TrainProgress(total_steps, enabled=progress and ctx.is_main, console=console)
     bar.advance_to(state.step)
     try:
@@ -452,7 +438,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             if not math.isfinite(float(loss_value)):
                 raise TrainingDiverged(
                     f"loss became {float(loss_value)} at kimg {state.nimg / 1000:.1f} (step {state.step}); "
-                    f"stopped, the last good checkpoint in {run_dir} was kept — lower --lr or check the data")
+                    f"stopped, the last good checkpoint in {run_dir} was kept — lower `lr` or check the data")
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -490,12 +476,8 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)
         if config.samples_per_class > 0:
-            from wsl_diffusion.sampling import image_grid, sample_per_class, save_png
-
             imgs, _ = sample_per_class(state.ema, per_class=config.samples_per_class, seed=config.seed,
                                        device=device)
-            save_png(image_grid(imgs, rows=num_classes), run_dir / "samples.png", upscale=4)
-        from wsl_diffusion.run import atomic_write_text
-
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            save_png(image_grid(imgs, rows=num_classes), run_dir / SAMPLES_NAME, upscale=4)
+        atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from wsl_diffusion.data.datasets import ArrayDataset, load_dataset
+from wsl_diffusion.data.datasets import ArrayDataset
+from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.data.sources import CIFAR10_CLASS_NAMES, dataset_tag, load_source, split_positions
 
 torch.set_num_threads(1)

@@ -5,18 +5,11 @@ import numpy as np
 import pytest
 
 from label_models.labels import ImpreciseLabels
-from wsl_diffusion.eval.condensation import (condense_run, noisy_real_subset, observed_hard_labels, parse_ipcs,
-                                        run_splits)
+from wsl_diffusion.eval.condensation import condense_run, noisy_real_subset, observed_hard_labels
+from wsl_diffusion.run import aligned_splits
 from wsl_diffusion.eval.feature_net import ClassifierConfig
 
 TINY = ClassifierConfig(epochs=0, min_steps=15, width=8)
-
-
-def test_parse_ipcs():
-    assert parse_ipcs("50,1,10,10") == [1, 10, 50]
-    for bad in ("", "0", "1,x", "-3"):
-        with pytest.raises(ValueError, match="--ipc"):
-            parse_ipcs(bad)
 
 
 def test_observed_labels_one_hot_candidates_and_unlabelled():
@@ -42,15 +35,15 @@ def test_noisy_real_subset_takes_ipc_rows_per_observed_class():
 
 def test_run_splits_align_labels_with_images(tiny_run, digits_small):
     from label_models.io import load_labels
-    from wsl_diffusion.training.loop import load_model
+    from wsl_diffusion.run import load_model
 
     _, _, config = load_model(tiny_run)
     labels = load_labels(tiny_run / "labels.npz")
-    train, test = run_splits(config, labels)  # the fixture trained on a verified prefix of the split
+    train, test = aligned_splits(config, labels)  # the fixture trained on a verified prefix of the split
     assert np.array_equal(train.images, digits_small[0].images) and len(test) == 450
     shuffled = ImpreciseLabels(matrix=labels.matrix, kind="partial", true_labels=labels.true_labels[::-1].copy())
     with pytest.raises(ValueError, match="cannot align"):
-        run_splits(config, shuffled)
+        aligned_splits(config, shuffled)
 
 
 def test_condense_run_writes_results_grids_and_sets(tiny_run, tmp_path):

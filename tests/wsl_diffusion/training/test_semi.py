@@ -46,7 +46,7 @@ def test_refresh_interval_defaults_by_kind_and_honours_an_explicit_value():
     assert TrainConfig().refresh_kimg("semi") == 16.0
     assert TrainConfig().refresh_kimg("noisy") == 32.0
     assert TrainConfig(table_refresh_kimg=8.0).refresh_kimg("semi") == 8.0
-    with pytest.raises(ValueError, match="labelled-share"):
+    with pytest.raises(ValueError, match="`labelled_share`"):
         TrainConfig(labelled_share=1.0)
 
 
