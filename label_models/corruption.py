@@ -16,6 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import truncnorm
 
 from label_models._checks import check_num_classes
 from label_models.labels import SUPERVISION_KINDS, ImpreciseLabels
@@ -183,9 +185,6 @@ def _truncnorm_location(mean: float, sd: float) -> float | None:
     is solved for, making the expected flip rate exactly ``mean``. Returns None when ``mean`` is
     within ~5e-4 of 0 or 1, where no location in the searched range reaches it.
     """
-    from scipy.optimize import brentq
-    from scipy.stats import truncnorm
-
     def truncated_mean(mu: float) -> float:
         with warnings.catch_warnings():  # scipy's higher moments warn in the far tails; unused here
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -235,8 +234,6 @@ def instance_noise(
         # zero-spread limit is a constant flip rate, so use exactly that.
         q = np.full(n, rate)
     else:
-        from scipy.stats import truncnorm
-
         a, b = (0.0 - mu) / INSTANCE_RATE_SD, (1.0 - mu) / INSTANCE_RATE_SD
         q = truncnorm.rvs(a, b, loc=mu, scale=INSTANCE_RATE_SD, size=n, random_state=rng)
 

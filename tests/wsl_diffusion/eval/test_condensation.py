@@ -6,7 +6,6 @@ import pytest
 
 from label_models.labels import ImpreciseLabels
 from wsl_diffusion.eval.condensation import condense_run, noisy_real_subset, observed_hard_labels
-from wsl_diffusion.run import aligned_splits
 from wsl_diffusion.eval.feature_net import ClassifierConfig
 
 TINY = ClassifierConfig(epochs=0, min_steps=15, width=8)
@@ -31,19 +30,6 @@ def test_noisy_real_subset_takes_ipc_rows_per_observed_class():
     idx, obs = noisy_real_subset(labels, 5, rng=np.random.default_rng(0))
     assert np.bincount(obs, minlength=3).tolist() == [5, 3, 5]  # class 1 has only 3 rows
     assert np.array_equal(observed[idx], obs) and len(set(idx.tolist())) == len(idx)
-
-
-def test_run_splits_align_labels_with_images(tiny_run, digits_small):
-    from label_models.io import load_labels
-    from wsl_diffusion.run import load_model
-
-    _, _, config = load_model(tiny_run)
-    labels = load_labels(tiny_run / "labels.npz")
-    train, test = aligned_splits(config, labels)  # the fixture trained on a verified prefix of the split
-    assert np.array_equal(train.images, digits_small[0].images) and len(test) == 450
-    shuffled = ImpreciseLabels(matrix=labels.matrix, kind="partial", true_labels=labels.true_labels[::-1].copy())
-    with pytest.raises(ValueError, match="cannot align"):
-        aligned_splits(config, shuffled)
 
 
 def test_condense_run_writes_results_grids_and_sets(tiny_run, tmp_path):

@@ -1,0 +1,69 @@
+"""A run directory read back: config, model, labels, aligned splits; execution is not identity."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from label_models import CorruptionSpec, ImpreciseLabels, corrupt
+from label_models.io import load_labels
+from wsl_diffusion.config import Execution, TrainConfig
+from wsl_diffusion.run import (CONFIG_NAME, LABELS_NAME, aligned_splits, load_checkpoint, load_config, load_model,
+                               load_run, make_labels)
+from wsl_diffusion.training.loop import train
+
+
+def test_aligned_splits_accept_a_verified_prefix_and_refuse_a_mismatch(tiny_run, digits_small):
+    _, _, config = load_model(tiny_run)
+    labels = load_labels(tiny_run / LABELS_NAME)
+    train_split, test = aligned_splits(config, labels)  # the fixture trained on a verified prefix
+    assert np.array_equal(train_split.images, digits_small[0].images) and len(test) == 450
+    shuffled = ImpreciseLabels(matrix=labels.matrix, kind="partial", true_labels=labels.true_labels[::-1].copy())
+    with pytest.raises(ValueError, match="cannot align"):
+        aligned_splits(config, shuffled)
+
+
+def test_load_run_gives_what_training_saved(tiny_run):
+    run = load_run(tiny_run)
+    ckpt = load_checkpoint(tiny_run / "checkpoint.pt")
+    assert run.config == load_config(tiny_run) and run.labels.kind == "partial"
+    assert torch.equal(run.log_prior, ckpt["log_prior"]) and run.temperature == ckpt["temperature"]
+    assert not any(p.requires_grad for p in run.net.parameters()) and not run.net.training
+    for name, value in run.net.state_dict().items():
+        assert torch.equal(value, ckpt["ema"][name])  # the EMA weights, not the raw ones
+    test, targets = run.test_split()
+    assert len(test) == len(targets) == 450
+
+
+def test_make_labels_reproduces_the_corruption_of_the_config(digits_small):
+    train_split, _ = digits_small
+    spec = CorruptionSpec(supervision="noisy", rate=0.4, seed=3)
+    config = TrainConfig(supervision=spec.to_dict())
+    a = make_labels(config, train_split)
+    b = corrupt(train_split.targets, num_classes=10, spec=spec)
+    assert np.array_equal(a.observed, b.observed)
+    with pytest.raises(ValueError, match="`labels_file` or `supervision`"):
+        make_labels(TrainConfig(), train_split)
+
+
+def test_execution_settings_are_not_saved_and_may_change_on_resume(tmp_path, digits_small):
+    train_split, _ = digits_small
+    labels = corrupt(train_split.targets, num_classes=10, spec=CorruptionSpec(supervision="partial", q=0.3))
+    cfg = TrainConfig(model="tiny", batch_size=32, total_kimg=4 * 32 / 1000, samples_per_class=0,
+                      table_refresh_kimg=2 * 32 / 1000, checkpoint_every_kimg=2 * 32 / 1000)
+    train(cfg, tmp_path, train_data=train_split, labels=labels, progress=False, max_steps=3)
+    saved = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert not {"device", "precision", "channels_last", "compile"} & set(saved)
+    train(cfg, tmp_path, train_data=train_split, labels=labels, progress=False, resume=True,
+          execution=Execution(device="cpu", channels_last=True))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+def test_configs_saved_with_execution_settings_still_load():
+    legacy = {**TrainConfig().to_dict(), "device": "cuda", "precision": "bf16", "channels_last": True,
+              "compile": False}
+    assert TrainConfig.from_dict(legacy) == TrainConfig()
+    with pytest.raises(ValueError, match="unknown keys"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "not_a_field": 1})
+    with pytest.raises(ValueError, match="`precision`"):
+        Execution(precision="fp8")
