@@ -58,7 +58,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from wsl_diffusion.bench.runner import PRESETS, SETTINGS
+    # Imported here: the catalogue pulls in torch, sklearn and timm, which other subcommands skip.
+    from wsl_diffusion.bench.settings import PRESETS, SETTINGS
 
     p = subparsers.add_parser("benchmark", help="benchmark DMIS and vanilla diffusion against baselines",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from wsl_diffusion.bench.runner import DIFFUSION_METHODS, REPORT_NAME, run_benchmark, summary_rows
+    from wsl_diffusion.bench.report import REPORT_NAME, summary_rows
+    from wsl_diffusion.bench.runner import run_benchmark
+    from wsl_diffusion.bench.settings import DIFFUSION_METHODS
 
     seeds = parse_seeds(args.seeds)
     settings = _names(args.settings, "--settings")

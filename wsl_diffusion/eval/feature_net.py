@@ -1,7 +1,8 @@
-"""A small conv-net classifier: the feature space for sample metrics, and the recipe for CAS/condensation.
+"""The evaluator classifier: the feature space for sample metrics, and the recipe for CAS/condensation.
 
 Three jobs share one network and one training recipe (`ClassifierConfig`), so that their numbers
-compare:
+compare. The network comes from `model.classifier_nets.classifier_backbone(..., small="strided")`:
+the small strided CNN below 32x32 (digits), a CIFAR-stem ResNet-18 from 32x32 on.
 
 * the **evaluator** — trained ONCE on the clean training split of a dataset and cached on disk.
   Its penultimate layer (globally pooled conv features) is the feature space of Fréchet distance
@@ -34,18 +35,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsl_diffusion.model.classifier_nets import classifier_backbone
 from wsl_diffusion.run import atomic_write_bytes
-from wsl_diffusion.data.datasets import ArrayDataset, load_dataset, to_model_space
+from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
+from wsl_diffusion.data.sources import load_dataset
 
 CACHE_ENV = "WSL_DIFFUSION_CACHE"
-EVALUATOR_FORMAT = 1
+# 2: images of 32x32 and larger get a ResNet-18 instead of the strided CNN. The format is part of
+# the cache key, so evaluators cached by format 1 are retrained rather than loaded into a new net.
+EVALUATOR_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Training recipe of the small conv net (AdamW, cosine learning rate, random shifts).
+    """Training recipe of the evaluator network (AdamW, cosine learning rate, random shifts).
 
-    width: channels of the first conv stage (later stages 2x, 4x); the feature dimension is 4*width.
+    width: channels of the small CNN's first conv stage (later stages 2x, 4x); its feature
+      dimension is 4*width. Unused from 32x32 on, where the ResNet-18 has fixed widths (512 features).
     epochs: passes over the training set; at least `min_steps` optimiser steps are taken, so that a
       classifier on a handful of images (IPC 1) still trains to convergence.
     shift: random translation by up to this many pixels (edge-replicated), 0 switches it off.
@@ -78,38 +84,6 @@ class ClassifierConfig:
         return replace(self, **changes)
 
 
-class ConvNet(nn.Module):
-    """conv-GN-ReLU stages (stride 2 after the first) -> global average pool -> linear head.
-
-    At least two stride-2 stages, more until the smaller side is at most 4 pixels (8x8 digits:
-    8 -> 4 -> 2; 32x32: 32 -> 16 -> 8 -> 4). GroupNorm keeps every image's features independent of its batch.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, *, width: int = 32):
-        super().__init__()
-        downsamples = max(2, math.ceil(math.log2(max(image_size, 1) / 4)))
-        chans = [width * min(2**i, 4) for i in range(downsamples + 1)]
-        layers: list[nn.Module] = []
-        c_in = in_channels
-        for i, c in enumerate(chans):
-            layers += [nn.Conv2d(c_in, c, 3, stride=1 if i == 0 else 2, padding=1),
-                       nn.GroupNorm(min(8, c), c), nn.ReLU(inplace=True)]
-            c_in = c
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, num_classes)
-        self.feature_dim = c_in
-        self.num_classes = num_classes
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) in [-1, 1] -> (B, feature_dim) penultimate activations."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> logits (B, K)."""
-        return self.head(self.body(x))
-
-
 def _augment(x: torch.Tensor, config: ClassifierConfig, gen: torch.Generator) -> torch.Tensor:
     """Random integer shifts (edge-replicated border) and optional flips, drawn from `gen`."""
     b, _, h, w = x.shape
@@ -130,10 +104,17 @@ def _augment(x: torch.Tensor, config: ClassifierConfig, gen: torch.Generator) ->
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor | np.ndarray, *, num_classes: int,
-                     config: ClassifierConfig = ClassifierConfig(), device="cpu") -> ConvNet:
-    """Train a fresh `ConvNet` on (images (N, C, H, W) in [-1, 1], labels (N,) int in [0, K)).
+                     config: ClassifierConfig = ClassifierConfig(), device="cpu") -> nn.Module:
+    """Train a fresh `classifier_backbone(small="strided")` network on (images (N, C, H, W) in
+    [-1, 1], labels (N,) int in [0, K)).
 
-    Deterministic for a given config (seed) on CPU. Returns the network in eval mode.
+    Deterministic for a given config (seed) on CPU. Returns the network in eval mode, with
+    `features`, `feature_dim` and `num_classes` (see `model.classifier_nets`).
+
+    Not `bench.baselines_neural.train_conv_net`'s loop: this one streams minibatches across epoch
+    boundaries with at least `min_steps` steps (IPC-1 condensation sets are a handful of images),
+    augments, and uses AdamW with a per-step cosine; the baselines reshuffle per epoch and use Adam.
+    Folding both into one loop would change the batch order, hence the digits numbers of one side.
     """
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if images.ndim != 4 or len(images) != len(labels):
@@ -142,11 +123,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor | np.ndarray, *,
         raise ValueError("cannot train a classifier on zero images")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must be in [0, {num_classes}); got range [{int(labels.min())}, {int(labels.max())}]")
-    n, c, h, w = images.shape
-    init = torch.Generator().manual_seed(config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=init)))
-        net = ConvNet(c, num_classes, min(h, w), width=config.width)
+    n = images.shape[0]
+    net = classifier_backbone(tuple(images.shape[1:]), num_classes, small="strided", width=config.width,
+                              seed=config.seed)
     net.to(device).train()
     gen = torch.Generator().manual_seed(config.seed + 1)
     batch = min(config.batch_size, n)
@@ -173,14 +152,14 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor | np.ndarray, *,
 
 
 @torch.no_grad()
-def predict_logits(net: ConvNet, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(net: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
     """Logits (N, K) of float images (N, C, H, W) in [-1, 1], on CPU."""
     device = next(net.parameters()).device
     return torch.cat([net(images[i:i + batch_size].float().to(device)).cpu()
                       for i in range(0, len(images), batch_size)]) if len(images) else torch.zeros(0, net.num_classes)
 
 
-def accuracy(net: ConvNet, images: torch.Tensor, targets) -> float:
+def accuracy(net: nn.Module, images: torch.Tensor, targets) -> float:
     """Fraction of images whose argmax logit equals its target (N,)."""
     pred = predict_logits(net, images).argmax(1)
     return float((pred == torch.as_tensor(np.asarray(targets))).float().mean())
@@ -194,7 +173,7 @@ def accuracy(net: ConvNet, images: torch.Tensor, targets) -> float:
 class Evaluator:
     """A classifier trained on the clean training split of `dataset`; see the module docstring."""
 
-    net: ConvNet
+    net: nn.Module  # from `train_classifier`: has features(), feature_dim, num_classes
     dataset: str
     config: ClassifierConfig
     class_names: tuple[str, ...]
@@ -268,9 +247,9 @@ def _load_evaluator(path: Path, key: str, device) -> Evaluator | None:
         state = torch.load(path, map_location=device, weights_only=True)
         if state.get("format") != EVALUATOR_FORMAT or state.get("key") != key:
             return None
-        c, h, w = state["image_shape"]
         config = ClassifierConfig(**json.loads(state["config"]))
-        net = ConvNet(c, int(state["num_classes"]), min(h, w), width=config.width)
+        net = classifier_backbone(tuple(state["image_shape"]), int(state["num_classes"]), small="strided",
+                                  width=config.width, seed=config.seed)
         net.load_state_dict(state["state_dict"])
     except Exception:  # a truncated/foreign file is not fatal: it is retrained and replaced
         return None

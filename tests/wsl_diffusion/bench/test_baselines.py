@@ -3,15 +3,18 @@ candidate-aware self-training recovers partial labels better than a random candi
 from __future__ import annotations
 
 import numpy as np
-
-from label_models.likelihood import pick_candidates
 import pytest
 import torch
+import torch.nn.functional as F
 
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.labels import SUPERVISION_KINDS
+from label_models.likelihood import pick_candidates
 from wsl_diffusion.bench import baselines as B
-from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_digits_split
+from wsl_diffusion.bench import baselines_neural as NN
+from wsl_diffusion.bench import baselines_sklearn as SK
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, load_digits_split, to_model_space
+from wsl_diffusion.model.classifier_nets import ResNet18Cifar
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
@@ -61,7 +64,7 @@ def test_candidate_self_training_disambiguates_better_than_a_random_candidate(di
     rand = pick_candidates(labels.matrix, np.random.default_rng(0).random(len(truth)))
     accs = []
     for seed in range(3):
-        picked = B.disambiguate_candidates(x, labels.matrix, estimator="svc", seed=seed)
+        picked = SK.disambiguate_candidates(x, labels.matrix, estimator="svc", seed=seed)
         assert np.all(labels.matrix[np.arange(len(picked)), picked] == 1)  # always one of the candidates
         accs.append(np.mean(picked == truth))
     rand_acc = np.mean(rand == truth)
@@ -108,7 +111,7 @@ def test_pu_baselines_beat_chance_and_estimate_the_label_frequency(digits_400):
 
 
 def test_neural_baselines_beat_chance(digits_400, monkeypatch):
-    monkeypatch.setattr(B, "CNN_EPOCHS", 8)  # a shorter budget keeps the test fast (read at call time)
+    monkeypatch.setattr(NN, "CNN_EPOCHS", 8)  # a shorter budget keeps the test fast (read at call time)
     train, test = digits_400
     noisy = labels_for(train, supervision="noisy", rate=0.2, seed=1)
     partial = labels_for(train, supervision="partial", q=0.3, seed=1)
@@ -118,17 +121,33 @@ def test_neural_baselines_beat_chance(digits_400, monkeypatch):
 
 
 def test_conv_net_training_is_reproducible(digits_400):
-    import torch.nn.functional as F
-
-    from wsl_diffusion.data.datasets import to_model_space
-
     train, _ = digits_400
     x = to_model_space(train.images[:64])
     y = torch.as_tensor(train.targets[:64].copy())
-    nets = [B.train_conv_net(x, 10, lambda logits, idx: F.cross_entropy(logits, y[idx]), seed=3, epochs=1)
+    nets = [NN.train_conv_net(x, 10, lambda logits, idx: F.cross_entropy(logits, y[idx]), seed=3, epochs=1)
             for _ in range(2)]
     with torch.no_grad():
         assert torch.equal(nets[0](x), nets[1](x))
+
+
+def test_neural_baselines_train_a_resnet_on_32x32_images(monkeypatch):
+    """From 32x32 on the neural baselines train the CIFAR-stem ResNet-18 (one short epoch here)."""
+    monkeypatch.setattr(NN, "CNN_EPOCHS", 1)
+    built = []
+    real_init = ResNet18Cifar.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(ResNet18Cifar, "__init__", spy)
+    gen = np.random.default_rng(0)
+    targets = np.arange(12) % 3
+    train = ArrayDataset(gen.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), targets, ("a", "b", "c"))
+    test = ArrayDataset(gen.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), targets[:6], ("a", "b", "c"))
+    labels = corrupt(train.targets, num_classes=3, spec=CorruptionSpec(supervision="partial", q=0.3, seed=0))
+    res = B.methods_for("partial")["cnn_proden"](train, labels, test, seed=0)
+    assert len(built) == 1 and 0.0 <= res["accuracy"] <= 1.0
 
 
 def test_registry_covers_every_kind_and_validates():
@@ -140,8 +159,15 @@ def test_registry_covers_every_kind_and_validates():
     assert {"cnn_forward", "cnn_elr"} <= set(B.methods_for("noisy")) and "cnn_proden" in B.methods_for("partial")
     with pytest.raises(ValueError, match="unknown supervision kind"):
         B.methods_for("weird")
-    with pytest.raises(ValueError, match="already registered"):
-        B.register(B.REGISTRY["svc"])
+    assert list(B.REGISTRY) == [b.name for b in B.BASELINES]
+    with pytest.raises(TypeError):  # read-only: tests replace the attribute instead
+        B.REGISTRY["x"] = B.REGISTRY["svc"]
+    with pytest.raises(ValueError, match="two baselines"):
+        B.registry_of([*B.BASELINES, B.REGISTRY["svc"]])
+    with pytest.raises(ValueError, match="unknown supervision kinds"):
+        B.Baseline("x", ("weird",), "b", B.REGISTRY["svc"].run)
+    with pytest.raises(ValueError, match="family"):
+        B.Baseline("x", ("noisy",), "b", B.REGISTRY["svc"].run, family="quantum")
 
 
 def test_label_aware_baselines_reject_the_wrong_kind(digits_400):

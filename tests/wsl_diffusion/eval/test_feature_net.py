@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from wsl_diffusion.eval import feature_net as ev_mod
-from wsl_diffusion.data.datasets import load_digits_split, to_model_space
+from wsl_diffusion.data.datasets import ArrayDataset, load_digits_split, to_model_space
+from wsl_diffusion.model.classifier_nets import ResNet18Cifar, StridedCNN
 from wsl_diffusion.eval.feature_net import ClassifierConfig, get_evaluator, train_classifier, train_evaluator
 
 TINY = ClassifierConfig(epochs=0, min_steps=15, width=8)
@@ -55,6 +56,28 @@ def test_evaluator_cache_round_trip(tmp_path, monkeypatch):
     assert torch.equal(first.features(x), third.features(x))
 
 
+def test_evaluator_of_32x32_images_is_a_resnet_and_survives_the_cache(tmp_path):
+    """From 32x32 on the evaluator is the CIFAR-stem ResNet-18 (512 features), rebuilt on loading."""
+    gen = np.random.default_rng(0)
+    names = ("a", "b", "c")
+    train = ArrayDataset(gen.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 3, names)
+    test = ArrayDataset(gen.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), np.arange(6) % 3, names)
+    config = ClassifierConfig(epochs=0, min_steps=2, batch_size=6)
+    first = get_evaluator("tiny32", config=config, cache_dir=tmp_path, splits=(train, test))
+    assert isinstance(first.net, ResNet18Cifar) and first.feature_dim == 512
+    x = to_model_space(test.images)
+    assert first.features(x).shape == (6, 512) and first.predict(x).shape == (6,)
+    second = get_evaluator("tiny32", config=config, cache_dir=tmp_path, splits=(train, test))
+    assert second.path == first.path and isinstance(second.net, ResNet18Cifar)
+    assert torch.equal(first.features(x), second.features(x))
+
+
+def test_evaluator_of_digits_is_the_small_strided_cnn(digits_small):
+    train, _ = digits_small
+    net = train_classifier(to_model_space(train.images[:16]), train.targets[:16], num_classes=10, config=TINY)
+    assert isinstance(net, StridedCNN) and net.feature_dim == 4 * TINY.width
+
+
 @pytest.mark.slow
 def test_evaluator_reaches_95_percent_on_digits_quickly(tmp_path):
     train, test = load_digits_split()
@@ -68,7 +91,7 @@ def test_evaluator_reaches_95_percent_on_digits_quickly(tmp_path):
 def test_evaluate_samples_on_a_tiny_run(tiny_run, tmp_path):
     from label_models.io import load_labels
     from wsl_diffusion.eval.sample_quality import evaluate_samples, summary_lines
-    from wsl_diffusion.training.loop import load_model
+    from wsl_diffusion.run import load_model
 
     net, _, config = load_model(tiny_run)
     ev = get_evaluator("digits", config=TINY, cache_dir=tmp_path)

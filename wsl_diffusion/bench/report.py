@@ -1,0 +1,225 @@
+"""Benchmark records -> accuracy tables: aggregation over seeds and the Markdown report.
+
+`render_report` writes a summary table (one row per setting, one column per method, best mean in
+bold), DMIS against the best baseline of each family, then one table per setting with every
+method's mean ± sample std, n, budget, NFE per image and training time. `method_table` and
+`samples_link` are the pieces the demo's report reuses.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wsl_diffusion.bench import baselines
+from wsl_diffusion.bench.settings import DIFFUSION_METHODS, SETTINGS, describe_setting, setting_kind
+from wsl_diffusion.bench.store import load_meta, load_results
+from wsl_diffusion.run import atomic_write_text
+
+REPORT_NAME = "report.md"
+
+
+@dataclass
+class Aggregate:
+    """Accuracies of one (setting, method) over seeds, in percent."""
+
+    setting: str
+    method: str
+    values: list[float]
+    budget: str
+    nfe_per_image: int | None
+    seconds: list[float]
+    errors: list[tuple[int, str]]
+    run_dirs: list[str]
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Mean training time over the finished seeds."""
+        return float(np.mean(self.seconds)) if self.seconds else None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 for a single seed)."""
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+    def text(self) -> str:
+        if not self.values:
+            return "failed"
+        spread = f"{self.std:.2f}" if self.n > 1 else "–"
+        return f"{self.mean:.2f} ± {spread}"
+
+
+def aggregate(records: Iterable[dict]) -> dict[str, dict[str, Aggregate]]:
+    """setting -> method -> Aggregate, in the order cells first appear in the records."""
+    table: dict[str, dict[str, Aggregate]] = {}
+    for r in records:
+        setting, method = r.get("setting"), r.get("method")
+        agg = table.setdefault(setting, {}).get(method)
+        if agg is None:
+            agg = Aggregate(setting, method, [], r.get("budget", ""), r.get("nfe_per_image"), [], [], [])
+            table[setting][method] = agg
+        if "error" in r:
+            agg.errors.append((r.get("seed"), r["error"]))
+            continue
+        agg.values.append(100.0 * float(r["accuracy"]))
+        agg.budget = r.get("budget", agg.budget)
+        agg.nfe_per_image = r.get("nfe_per_image", agg.nfe_per_image)
+        if r.get("train_seconds") is not None:
+            agg.seconds.append(float(r["train_seconds"]))
+        if r.get("run_dir"):
+            agg.run_dirs.append(r["run_dir"])
+    return table
+
+
+def best_methods(row: dict[str, Aggregate]) -> set[str]:
+    """The methods with the highest mean accuracy in a row (ties all count)."""
+    means = {m: a.mean for m, a in row.items() if a.values}
+    if not means:
+        return set()
+    top = max(means.values())
+    return {m for m, v in means.items() if v >= top - 1e-9}
+
+
+def family_of(method: str) -> str:
+    """"diffusion", or a baseline's family ("sklearn", "neural"); "other" for unknown names."""
+    if method in DIFFUSION_METHODS:
+        return "diffusion"
+    baseline = baselines.REGISTRY.get(method)
+    return baseline.family if baseline else "other"
+
+
+def _best_of(row: dict[str, Aggregate], family: str) -> Aggregate | None:
+    found = [a for m, a in row.items() if a.values and family_of(m) == family]
+    return max(found, key=lambda a: a.mean) if found else None
+
+
+def comparison_lines(table: dict[str, dict[str, Aggregate]]) -> list[str]:
+    """DMIS against the best baseline of each family, and against DMIS on clean labels."""
+    clean = table.get("clean", {}).get("dmis")
+    clean_mean = clean.mean if clean and clean.values else None
+    rows = []
+    for setting, row in table.items():
+        dmis = row.get("dmis")
+        if dmis is None or not dmis.values:
+            continue
+        cells = [setting, dmis.text()]
+        for family in ("sklearn", "neural"):
+            best = _best_of(row, family)
+            cells += ([f"{best.method} {best.text()}", f"{dmis.mean - best.mean:+.2f}"] if best else ["", ""])
+        # PU accuracy is binary (positive vs negative): not comparable with the 10-class clean row.
+        comparable = setting != "clean" and (setting not in SETTINGS or setting_kind(setting) != "pu")
+        cells.append(f"{dmis.mean - clean_mean:+.2f}" if clean_mean is not None and comparable else "")
+        rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["## DMIS against the baselines", "",
+            "Differences of means in points; positive = DMIS ahead. The last column compares with DMIS "
+            "trained on clean labels (the `clean` row), the ceiling of the method at this budget (not "
+            "for PU, whose accuracy is binary).", "",
+            "| setting | DMIS | best scikit-learn | DMIS − it | best neural | DMIS − it | DMIS − DMIS clean |",
+            "|---|---:|---|---:|---|---:|---:|", *rows, ""]
+
+
+def samples_link(out: Path, row: dict[str, Aggregate]) -> str | None:
+    """Path relative to `out` of the first existing DMIS (else vanilla) samples.png of a setting."""
+    for method in ("dmis", "vanilla"):
+        agg = row.get(method)
+        for run_dir in (agg.run_dirs if agg else []):
+            if (Path(out) / run_dir / "samples.png").is_file():
+                return f"{run_dir}/samples.png"
+    return None
+
+
+def method_table(row: dict[str, Aggregate]) -> list[str]:
+    """Markdown lines of one setting's table: method, accuracy (best in bold), n, budget, NFE/img,
+    train s; then the failed cells, if any."""
+    lines = ["| method | accuracy % | n | budget | NFE/img | train s |", "|---|---:|---:|---|---:|---:|"]
+    best = best_methods(row)
+    for method, agg in row.items():
+        acc = agg.text()
+        if method in best:
+            acc = f"**{acc}**"
+        nfe = "" if agg.nfe_per_image is None else str(agg.nfe_per_image)
+        secs = "" if agg.train_seconds is None else f"{agg.train_seconds:.1f}"
+        lines.append(f"| {method} | {acc} | {agg.n} | {agg.budget} | {nfe} | {secs} |")
+    failures = [(m, seed, err) for m, agg in row.items() for seed, err in agg.errors]
+    if failures:
+        lines += ["", "Failed cells:", ""]
+        lines += [f"- {m}, seed {seed}: {err}" for m, seed, err in failures]
+    return lines
+
+
+def _summary_lines(table: dict[str, dict[str, Aggregate]]) -> list[str]:
+    if not table:
+        return []
+    methods: list[str] = []
+    for row in table.values():
+        methods.extend(m for m in row if m not in methods)
+    lines = ["## Summary", "", "| setting | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for setting, row in table.items():
+        best = best_methods(row)
+        cells = []
+        for m in methods:
+            agg = row.get(m)
+            if agg is None:
+                cells.append("")
+                continue
+            text = f"{agg.mean:.1f}" if agg.values else "failed"
+            cells.append(f"**{text}**" if m in best else text)
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def render_report(out: Path, records: list[dict], *, meta: dict) -> str:
+    """The Markdown text of report.md. out: where run directories (sample grids) are looked up."""
+    table = aggregate(records)
+    lines = [f"# Benchmark: preset `{meta.get('preset')}` on {meta.get('dataset')}", "",
+             "Test accuracy (%) as mean ± sample std over seeds; n = seeds that finished; the best mean "
+             "per setting in **bold**. Budget: the training each method got (diffusion: kimg and "
+             "model size). NFE/img: network evaluations per test image of the diffusion classifier.", ""]
+    lines += _summary_lines(table)
+    lines += comparison_lines(table)
+    for setting, row in table.items():
+        title = describe_setting(setting) if setting in SETTINGS else setting
+        lines += [f"## {setting}", "", f"{title}.", ""]
+        grid = samples_link(out, row)
+        if grid:
+            lines += [f"Samples of the diffusion model: [{grid}]({grid})", ""]
+        lines += [*method_table(row), ""]
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, records: list[dict] | None = None, *, meta: dict | None = None) -> Path:
+    """Write OUT/report.md from the records (default: OUT/results.json's). -> its path."""
+    out = Path(out)
+    records = load_results(out) if records is None else records
+    meta = load_meta(out) if meta is None else meta
+    path = out / REPORT_NAME
+    atomic_write_text(path, render_report(out, records, meta=meta))
+    return path
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """One row per setting for a console summary: diffusion methods and the best baseline."""
+    rows = []
+    for setting, row in aggregate(records).items():
+        entry = {"setting": setting, "best": sorted(best_methods(row))}
+        for m in DIFFUSION_METHODS:
+            if m in row:
+                entry[m] = row[m]
+        others = {m: a for m, a in row.items() if m not in DIFFUSION_METHODS and a.values}
+        if others:
+            name = max(others, key=lambda m: others[m].mean)
+            entry["best_baseline"] = others[name]
+        rows.append(entry)
+    return rows
