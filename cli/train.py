@@ -18,7 +18,8 @@ from rich.console import Console
 
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, print_dataset_notes,
                         set_threads, spec_from_args)
-from wsl_diffusion.config import CLS_LOGITS, GEN_FORMS, METHODS, Execution, TrainConfig
+from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, TIE_BREAKS, TRANSITIONS, Execution,
+                                  TrainConfig)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -49,7 +50,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--cls-logits", choices=CLS_LOGITS, default="elbo",
                    help="classification-loss logits in nats (elbo, default) or divided by the table's tau")
     m.add_argument("--table-refresh-kimg", type=float, default=None,
-                   help="kimg between posterior-table refreshes (default: 16 for semi-supervised labels, else 32)")
+                   help="kimg to the first posterior-table refresh (E-step) and its first interval (default 8)")
+    m.add_argument("--table-refresh-max-kimg", type=float, default=32.0,
+                   help="the refresh interval doubles up to this once the table settles (default 32; 0 = fixed)")
+    m.add_argument("--table-settle", type=float, default=0.02,
+                   help="a refresh that moves fewer than this share of the labels counts as settled (default 0.02)")
+    m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
+                   help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
+    m.add_argument("--no-table-keep-label", dest="table_keep_label", action="store_false",
+                   help="prune the table's classes on the unrestricted posterior (default: restricted by the label)")
+    m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
+                   help="noisy labels' T: estimate (EM on the table, default), assumed (symmetric at "
+                        "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
+    m.add_argument("--assumed-noise-rate", type=float, default=0.2,
+                   help="symmetric noise rate T starts from (default 0.2)")
+    m.add_argument("--noisy-cls", choices=NOISY_CLS, default="elr",
+                   help="classification loss for noisy labels: elr (default) or forward (forward correction with T)")
     m.add_argument("--sigmas", default="0.4,5",
                    help="classifier interval LO,HI for the posterior table and classification loss")
     m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
@@ -99,7 +115,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         posterior=PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
                                   keep_classes=args.table_keep_classes or None,
                                   prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1),
-        table_refresh_kimg=args.table_refresh_kimg, checkpoint_every_kimg=args.checkpoint_kimg,
+        table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
+        table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
+        transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
+        checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,
     )
 

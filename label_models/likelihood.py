@@ -18,13 +18,14 @@ def label_likelihood(labels: ImpreciseLabels, *, assumed_noise_rate: float,
     """(N, K) matrix L[n, y] = p(z_n | y) up to a per-row constant.
 
     Masks (partial candidate sets, one-hot labels, all-ones unlabelled rows) are their own
-    likelihood. Noisy labels use a transition matrix T: L[n, y] = T[y, z_n]. `transition_matrix`
-    gives T; without it, the label set's stored T is used if it has one, else symmetric noise at
-    `assumed_noise_rate` (the design's uniform-off-diagonal default).
+    likelihood. Noisy labels use a transition matrix T: L[n, y] = T[y, z_n], with T the given
+    `transition_matrix`, or symmetric noise at `assumed_noise_rate` without one (the design's
+    uniform-off-diagonal default). A T stored in the label set (the true one, for synthetic
+    corruption) is never read here: a caller that wants that oracle passes it explicitly.
     """
     if labels.kind != "noisy":
         return labels.matrix.astype(np.float64)
-    t = transition_matrix if transition_matrix is not None else labels.transition_matrix
+    t = transition_matrix
     if t is None:
         t = symmetric_transition(labels.num_classes, assumed_noise_rate)
     lik = t[:, np.clip(labels.observed, 0, None)].T.copy()  # (N, K)
@@ -32,19 +33,20 @@ def label_likelihood(labels: ImpreciseLabels, *, assumed_noise_rate: float,
     return lik
 
 
-def initial_log_prior(labels: ImpreciseLabels) -> np.ndarray:
+def initial_log_prior(labels: ImpreciseLabels, *, transition_matrix: np.ndarray | None = None) -> np.ndarray:
     """log pi (K,) from the label model alone, before any posterior exists.
 
-    The label set's own class prior if it has one; noisy: the observed class frequencies mapped
-    through T (when known); semi / clean: the labelled counts; partial: uniform (the moving
-    average of argmax-within-S takes over once a model exists). Clipped at 1e-4.
+    The label set's own class prior if it has one (PU: the mixture proportion it was made with);
+    noisy: the observed class frequencies, mapped through `transition_matrix` when one is given;
+    semi / clean: the labelled counts; partial: uniform (the moving average of argmax-within-S
+    takes over once a model exists). Clipped at 1e-4.
     """
     k = labels.num_classes
     if labels.class_prior is not None:
         pi = np.asarray(labels.class_prior, dtype=np.float64)
     elif labels.kind == "noisy":
         counts = np.bincount(labels.observed[labels.observed >= 0], minlength=k).astype(np.float64)
-        t = labels.transition_matrix
+        t = transition_matrix
         pi = prior_from_transition(counts / counts.sum(), t) if t is not None else counts / counts.sum()
     elif labels.kind in ("semi", "clean"):
         pi = labelled_counts_prior(labels)

@@ -231,3 +231,55 @@ def estimate_transition_volmin(
         step_lr = float(lr) * 0.5 * (1.0 + np.cos(np.pi * (step - 1) / int(steps)))
         logits -= step_lr * (m1 / (1 - beta1**step)) / (np.sqrt(m2 / (1 - beta2**step)) + eps)
     return _row_softmax(logits)
+
+
+def transition_m_step(posteriors: np.ndarray, observed: np.ndarray, *, smoothing: float = 1.0) -> np.ndarray:
+    """Dawid–Skene M-step: the T that maximises the expected log-likelihood of the observed labels.
+
+    posteriors: (N, K) w[n, y] = p(y | x_n, z_n), the E-step's clean-class posteriors (rows sum
+    to 1). observed: (N,) noisy labels z_n, -1 for unlabelled rows (ignored).
+        T[i, j] = (smoothing / K + sum_n w[n, i] [z_n = j]) / (smoothing + sum_n w[n, i])
+    smoothing: a symmetric Dirichlet pseudo-count per row (spread evenly over its K cells), so a
+    class the E-step never assigns keeps a uniform row instead of 0/0. A perfect table
+    (w = one-hot of the true class) returns the empirical confusion matrix up to that smoothing.
+    Returns a row-stochastic (K, K) float64 matrix, T[i, j] = P(observed = j | true = i).
+    """
+    w = check_probs("posteriors", posteriors, normalise=True)
+    n, k = w.shape
+    z = np.asarray(observed)
+    if z.shape != (n,) or not np.issubdtype(z.dtype, np.integer) or z.max(initial=-1) >= k or z.min(initial=0) < -1:
+        raise ValueError(f"observed must be ({n},) integer labels in [-1, {k - 1}], got {z.dtype} {z.shape}")
+    if not smoothing >= 0:
+        raise ValueError(f"smoothing must be >= 0, got {smoothing}")
+    labelled = z >= 0
+    counts = w[labelled].T @ np.eye(k)[z[labelled]]  # (K, K): expected #(true i, observed j)
+    counts += smoothing / k
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.full((k, k), 1.0 / k), where=totals > 0)
+
+
+def estimate_transition_em(class_posteriors: np.ndarray, observed: np.ndarray, *, init: np.ndarray,
+                           rounds: int = 20, smoothing: float = 1.0, tol: float = 1e-6) -> np.ndarray:
+    """T by EM with the model's clean-class posteriors held fixed (Dawid–Skene with one annotator).
+
+    class_posteriors: (N, K) p(y | x_n), the model's posterior before seeing the noisy label.
+    E-step: w[n, y] ∝ p(y | x_n) T[y, z_n]; M-step: `transition_m_step(w, z)`. Starts from `init`
+    and stops after `rounds` rounds or when no entry moves by more than `tol`. The estimate is
+    identified by the model: where p(y | x) is uninformative, T stays near `init`'s structure only
+    through the smoothing, so call it once the model classifies.
+    """
+    p = check_probs("class_posteriors", class_posteriors, normalise=True)
+    t = check_probs("init", init, normalise=True)
+    z = np.asarray(observed)
+    if t.shape != (p.shape[1], p.shape[1]):
+        raise ValueError(f"init must be ({p.shape[1]}, {p.shape[1]}), got {t.shape}")
+    for _ in range(rounds):
+        lik = np.where(z[:, None] >= 0, t[:, np.clip(z, 0, None)].T, 1.0)  # (N, K) p(z_n | y)
+        w = p * lik
+        w /= np.clip(w.sum(axis=1, keepdims=True), 1e-300, None)
+        new = transition_m_step(w, z, smoothing=smoothing)
+        done = np.abs(new - t).max() <= tol
+        t = new
+        if done:
+            break
+    return t

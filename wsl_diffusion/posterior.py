@@ -211,8 +211,12 @@ class PosteriorResult:
 
 @torch.no_grad()
 def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generator: torch.Generator,
-                        log_prior: torch.Tensor | None = None, max_batch: int = 4096) -> PosteriorResult:
+                        log_prior: torch.Tensor | None = None, prune_log_weight: torch.Tensor | None = None,
+                        max_batch: int = 4096) -> PosteriorResult:
     """p(y | x0) of every class (or of the classes kept by adaptive pruning).
+
+    prune_log_weight: (B, K) added to the log posterior for the pruning decision only, e.g.
+    log p(z | y) so that classes are kept by the posterior restricted by a label.
 
     Pruning (beyond the paper): all K classes on the `prune_sigmas` levels nearest the centre of
     the schedule (in log sigma), keep the `keep_classes` with the lowest error, add the remaining
@@ -236,7 +240,11 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         coarse, fine = np.sort(order[:p]), np.sort(order[p:])
         first = class_errors(net, x0, sigmas=sigmas[coarse], weights=weights[coarse], generator=generator,
                              max_batch=max_batch)
-        score = first if log_prior is None else first / cfg.temperature - log_prior
+        score = first / cfg.temperature
+        if log_prior is not None:
+            score = score - log_prior
+        if prune_log_weight is not None:
+            score = score - prune_log_weight
         keep = score.topk(cfg.keep_classes, dim=1, largest=False).indices  # (B, keep)
         rest = class_errors(net, x0, sigmas=sigmas[fine], weights=weights[fine], generator=generator,
                             classes=keep, max_batch=max_batch)

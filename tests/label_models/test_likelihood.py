@@ -9,11 +9,13 @@ from label_models.transition import symmetric_transition
 def test_label_likelihood_noisy_uses_transition_columns():
     y = np.array([0, 1, 2, 2, 1, 0] * 50)
     labels = corrupt(y, num_classes=3, spec=CorruptionSpec(supervision="noisy", rate=0.3, seed=1))
-    lik = label_likelihood(labels, assumed_noise_rate=0.2)
+    lik = label_likelihood(labels, assumed_noise_rate=0.2, transition_matrix=labels.transition_matrix)
     np.testing.assert_allclose(lik, labels.transition_matrix[:, labels.observed].T)
 
 
-def test_label_likelihood_takes_a_given_t_over_the_stored_one_and_assumes_symmetric_without():
+def test_label_likelihood_never_reads_the_stored_t():
+    """The T a synthetic label file stores is the true one: an oracle that only an explicit
+    argument may bring in. Without one, symmetric noise at the assumed rate is used."""
     y = np.array([0, 1, 2, 2, 1, 0] * 50)
     stored = corrupt(y, num_classes=3, spec=CorruptionSpec(supervision="noisy", rate=0.3, seed=1))
     given = symmetric_transition(3, 0.1)
@@ -21,6 +23,8 @@ def test_label_likelihood_takes_a_given_t_over_the_stored_one_and_assumes_symmet
                                given[:, stored.observed].T)
     bare = ImpreciseLabels(matrix=stored.matrix, kind="noisy", observed=stored.observed)
     np.testing.assert_allclose(label_likelihood(bare, assumed_noise_rate=0.2),
+                               symmetric_transition(3, 0.2)[:, stored.observed].T)
+    np.testing.assert_allclose(label_likelihood(stored, assumed_noise_rate=0.2),
                                symmetric_transition(3, 0.2)[:, stored.observed].T)
 
 

@@ -119,3 +119,37 @@ def test_anchor_quantile_one_takes_the_maximum():
 def test_estimator_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_m_step_recovers_a_known_t_from_a_perfect_table():
+    from label_models.transition import transition_m_step
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 20000)
+    t = asymmetric_transition(5, 0.3, {0: 1, 2: 3})
+    z = np.array([rng.choice(5, p=t[c]) for c in y])
+    estimate = transition_m_step(np.eye(5)[y], z, smoothing=0.0)
+    np.testing.assert_allclose(estimate, empirical_transition(y, z, 5), atol=1e-12)
+    assert np.abs(estimate - t).max() < 0.02  # and the empirical matrix is the true one up to sampling
+    # unlabelled rows are ignored; an empty class gets a uniform row from the smoothing
+    z_u = np.where(y == 4, -1, z)
+    smoothed = transition_m_step(np.eye(5)[y], z_u, smoothing=1.0)
+    np.testing.assert_allclose(smoothed[4], np.full(5, 0.2))
+    np.testing.assert_allclose(smoothed.sum(axis=1), 1.0)
+
+
+def test_m_step_and_em_commute_with_a_relabelling_of_the_classes():
+    from label_models.transition import estimate_transition_em, transition_m_step
+
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), size=300)
+    z = rng.integers(0, 4, 300)
+    perm = np.array([2, 0, 3, 1])  # new class c is old class perm[c]
+    inv = np.argsort(perm)
+    t = transition_m_step(p, z)
+    t_perm = transition_m_step(p[:, perm], inv[z])
+    np.testing.assert_allclose(t_perm, t[np.ix_(perm, perm)], atol=1e-12)
+    init = symmetric_transition(4, 0.2)
+    em = estimate_transition_em(p, z, init=init)
+    em_perm = estimate_transition_em(p[:, perm], inv[z], init=init[np.ix_(perm, perm)])
+    np.testing.assert_allclose(em_perm, em[np.ix_(perm, perm)], atol=1e-10)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from label_models.io import save_labels
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
+from label_models.transition import estimate_transition_em, symmetric_transition
 
 from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
@@ -41,7 +42,7 @@ from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS
                                build_denoiser, load_checkpoint, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.training import distributed as dist_utils
-from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, nnpu_loss,
+from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, forward_corrected_loss, nnpu_loss,
                                            restrict_posterior, sample_sigma, soft_target_loss, topk_classes,
                                            vanilla_loss)
 from wsl_diffusion.training.progress import TrainProgress
@@ -55,13 +56,29 @@ class TrainingDiverged(RuntimeError):
 # Label model -> tensors the loop needs
 
 
-def label_tensors(labels, *, assumed_noise_rate: float, device="cpu") -> dict[str, torch.Tensor]:
-    """The label model as the tensors `step_loss` takes: lik (N, K) = p(z | y), label_rows (N, K)
-    (the stored label rows), observed (N,) hard labels (-1 where none) and is_labelled (N,)."""
+def initial_transition(labels, config: TrainConfig) -> np.ndarray | None:
+    """The T a run starts from: None unless the labels are noisy; the stored (true) T only when
+    the config asks for the oracle; else symmetric noise at `assumed_noise_rate`."""
+    if labels.kind != "noisy":
+        return None
+    if config.transition == "oracle":
+        if labels.transition_matrix is None:
+            raise ValueError("`transition` is oracle but the label file stores no transition matrix; "
+                             "use estimate or assumed")
+        return np.asarray(labels.transition_matrix, dtype=np.float64)
+    return symmetric_transition(labels.num_classes, config.assumed_noise_rate)
+
+
+def label_tensors(labels, *, assumed_noise_rate: float, transition: np.ndarray | None = None,
+                  device="cpu") -> dict[str, torch.Tensor]:
+    """The label model as the tensors `step_loss` takes: lik (N, K) = p(z | y) under the given
+    T (noisy labels), label_rows (N, K) (the stored label rows), observed (N,) hard labels (-1
+    where none) and is_labelled (N,)."""
     n = labels.num_samples
     observed = labels.observed if labels.observed is not None else np.full(n, -1)
     return {
-        "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate),
+        "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate,
+                                                transition_matrix=transition),
                                dtype=torch.float32, device=device),
         "label_rows": torch.tensor(labels.matrix, dtype=torch.float32, device=device),
         "observed": torch.as_tensor(np.array(observed), device=device),
@@ -103,6 +120,9 @@ class TrainState:
     log_prior: torch.Tensor  # (K,)
     temperature: float
     refreshes: int
+    transition: torch.Tensor | None = None  # (K, K) the T in use for noisy labels, else None
+    refresh_interval_kimg: float = 0.0  # the E-step schedule: current interval ...
+    next_refresh_nimg: int = 0  # ... and when the next refresh is due
     class_names: tuple[str, ...] = ()
 
     def state_dict(self, config: TrainConfig) -> dict:
@@ -118,6 +138,9 @@ class TrainState:
             "log_prior": self.log_prior.cpu(),
             "temperature": self.temperature,
             "refreshes": self.refreshes,
+            "transition": self.transition.cpu() if self.transition is not None else torch.zeros(0),
+            "refresh_interval_kimg": self.refresh_interval_kimg,
+            "next_refresh_nimg": self.next_refresh_nimg,
             "image_shape": list(self.net.image_shape),
             "num_classes": self.net.num_classes,
             "class_names": list(self.class_names),
@@ -125,7 +148,7 @@ class TrainState:
 
 
 def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.ndarray, n_train: int,
-              device) -> TrainState:
+              device, *, transition: np.ndarray | None = None, first_refresh_kimg: float = 32.0) -> TrainState:
     init_gen = torch.Generator().manual_seed(config.seed)
     # Initialise weights from an explicit generator: same seed -> same model, any process. The
     # layers draw from the global RNG, so seed it inside fork_rng, which restores it afterwards.
@@ -139,7 +162,9 @@ def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.
     table = torch.full((n_train, num_classes), 1.0 / num_classes, device=device)
     return TrainState(net, ema, opt, gen, nimg=0, step=0, table=table,
                       log_prior=torch.as_tensor(log_prior, dtype=torch.float32, device=device),
-                      temperature=1.0, refreshes=0)
+                      temperature=1.0, refreshes=0,
+                      transition=None if transition is None else torch.as_tensor(transition, dtype=torch.float64),
+                      refresh_interval_kimg=first_refresh_kimg, next_refresh_nimg=round(first_refresh_kimg * 1000))
 
 
 def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
@@ -152,9 +177,15 @@ def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
     opt.load_state_dict(ckpt["optimizer"])
     gen = torch.Generator()
     gen.set_state(ckpt["generator"])
+    # Checkpoints written before the E-step schedule and T estimation lack these: a fixed interval.
+    transition = ckpt.get("transition", torch.zeros(0))
+    interval, refreshes = config.table_refresh_kimg or 32.0, int(ckpt["refreshes"])
     return TrainState(net, ema, opt, gen, nimg=int(ckpt["nimg"]), step=int(ckpt["step"]),
                       table=ckpt["table"].to(device), log_prior=ckpt["log_prior"].to(device),
                       temperature=float(ckpt["temperature"]), refreshes=int(ckpt["refreshes"]),
+                      transition=transition.double() if transition.numel() else None,
+                      refresh_interval_kimg=float(ckpt.get("refresh_interval_kimg", interval)),
+                      next_refresh_nimg=int(ckpt.get("next_refresh_nimg", round((refreshes + 1) * interval * 1000))),
                       class_names=tuple(ckpt.get("class_names", ())))
 
 
@@ -176,15 +207,26 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
 
 
 @torch.no_grad()
-def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, lik: torch.Tensor,
+def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
                   labels, chunk: int = 512) -> dict:
-    """Recompute the EMA posteriors of all training images and re-estimate tau and the prior.
+    """The E-step: recompute the EMA posteriors of all training images, re-fit tau and the prior,
+    re-estimate T (noisy labels, `transition="estimate"`), and schedule the next refresh.
 
-    Deterministic: its noise comes from a generator seeded by (seed, refresh index), so a resumed
-    run refreshes exactly as an uninterrupted one.
+    tensors["lik"] is replaced when T changes. Deterministic: its noise comes from a generator
+    seeded by (seed, refresh index), so a resumed run refreshes exactly as an uninterrupted one.
+    Returns the refresh's record for stats.jsonl.
     """
+    lik = tensors["lik"]
+    before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
-    errors = torch.cat([diffusion_posterior(state.ema, images[i:i + chunk], config.posterior, generator=gen).errors
+    if config.table_keep_label:  # prune on the restricted posterior: tau, prior and p(z | y)
+        cfg, log_prior = config.posterior.replace(temperature=state.temperature), state.log_prior
+        prune_weight = lik.clamp_min(1e-30).log()
+    else:  # prune on the errors alone
+        cfg, log_prior, prune_weight = config.posterior, None, None
+    errors = torch.cat([diffusion_posterior(state.ema, images[i:i + chunk], cfg, generator=gen, log_prior=log_prior,
+                                            prune_log_weight=None if prune_weight is None else prune_weight[i:i + chunk]
+                                            ).errors
                         for i in range(0, len(images), chunk)])  # +inf for classes pruned away
     if config.calibrate_table and labels.kind != "pu":
         state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
@@ -195,13 +237,31 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
+    if labels.kind == "noisy" and config.transition == "estimate":
+        t = estimate_transition_em(probs.double().cpu().numpy(), labels.observed,
+                                   init=state.transition.numpy(), smoothing=config.transition_smoothing)
+        state.transition = torch.as_tensor(t)
+        lik = tensors["lik"] = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
+                                                                transition_matrix=t),
+                                               dtype=torch.float32, device=lik.device)
     state.table = probs
     state.refreshes += 1
-    restricted = restrict_posterior(probs, lik)
-    info = {"refresh": state.refreshes, "temperature": state.temperature}
-    if labels.true_labels is not None:  # a diagnostic only; never used for training
+    after = restrict_posterior(probs, lik).argmax(1)
+    moved = float((after != before).float().mean())
+    if (config.table_refresh_max_kimg is not None and moved < config.table_settle
+            and state.refresh_interval_kimg < config.table_refresh_max_kimg):
+        state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
+    state.next_refresh_nimg += round(state.refresh_interval_kimg * 1000)
+    info = {"refresh": state.refreshes, "temperature": state.temperature, "labels_moved": moved,
+            "next_refresh_kimg": state.next_refresh_nimg / 1000}
+    # Diagnostics only, never used for training: agreement with the true labels and T, which a
+    # synthetic label file records and a real one does not.
+    if labels.true_labels is not None:
         truth = torch.tensor(labels.true_labels, device=images.device)
-        info["table_true_class_rate"] = float((restricted.argmax(1) == truth).float().mean())
+        info["table_true_class_rate"] = float((after == truth).float().mean())
+    if state.transition is not None and labels.transition_matrix is not None:
+        err = np.abs(state.transition.numpy() - labels.transition_matrix)
+        info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
     return info
 
 
@@ -241,7 +301,7 @@ def draw_indices(b: int, n_train: int, g: torch.Generator, *, share: float = 0.0
     return torch.where(from_labelled, pick_l, pick_u)
 
 
-def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape,
+def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape, num_classes: int,
                pools: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """All randomness of one global step, from the state's generator, in a fixed order.
 
@@ -259,6 +319,8 @@ def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape
     if config.method == "dmis" and config.gen_form == "wdsm":
         # noise of the noised-input posterior, one image per offset level, batch-first (B, S, C, H, W)
         out["post_noise"] = torch.randn((b, WDSM_LEVELS, *image_shape), generator=g)
+    if config.method == "dmis" and config.table_tie_break == "random":
+        out["jitter"] = torch.rand((b, num_classes), generator=g)  # breaks ties of the top-k at random
     return out
 
 
@@ -298,7 +360,8 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
         probs = state.table[idx]
     weights_full = restrict_posterior(probs, rows)
     k = k_all if labels.kind == "pu" else min(config.topk, k_all)
-    classes, weights = topk_classes(weights_full, k, tie_break=state.table[idx])
+    jitter = batch["jitter"].to(device) if "jitter" in batch else None
+    classes, weights = topk_classes(weights_full, k, tie_break=state.table[idx], jitter=jitter)
     onehots = F.one_hot(classes, k_all).float()
     uncond = drop
     if labels.kind == "semi" and state.refreshes == 0:
@@ -326,6 +389,9 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
             full = torch.full_like(log_probs, -float("inf")).scatter(1, classes, log_probs)
             prior_pos = float(state.log_prior.exp()[1])
             cls = nnpu_loss(full[m], is_labelled[idx][m], prior_pos)
+        elif labels.kind == "noisy" and config.noisy_cls == "forward":
+            t_rows = state.transition.to(device=device, dtype=torch.float32)[:, observed[idx].clamp_min(0)].T
+            cls = forward_corrected_loss(log_probs[m], t_rows.gather(1, classes)[m]).mean()
         elif labels.kind == "noisy":
             ema_kept = state.table[idx].gather(1, classes)
             ema_kept = ema_kept / ema_kept.sum(1, keepdim=True).clamp_min(1e-12)
@@ -371,8 +437,7 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     image_shape = tuple(images.shape[1:])
     n_train = len(images)
     num_classes = labels.num_classes
-    tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, device=device)
-    lik = tensors["lik"]
+    transition0 = initial_transition(labels, config)
 
     ckpt_path = run_dir / CHECKPOINT_NAME
     if resume:
@@ -382,10 +447,16 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
             raise ValueError(f"`resume`: the config differs from the one saved in {run_dir} "
                              "(only `total_kimg` may change); start a new `run_dir` instead")
         state = load_state(ckpt, config, device)
+        transition = None if state.transition is None else state.transition.numpy()
     else:
         if ckpt_path.exists():
             raise ValueError(f"{run_dir} already holds a run; use `resume` to continue it or choose another `run_dir`")
-        state = new_state(config, image_shape, num_classes, initial_log_prior(labels), n_train, device)
+        prior_t = transition0 if config.transition == "oracle" else None
+        state = new_state(config, image_shape, num_classes, initial_log_prior(labels, transition_matrix=prior_t),
+                          n_train, device, transition=transition0, first_refresh_kimg=config.refresh_kimg(labels.kind))
+        transition = transition0
+    tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, transition=transition,
+                            device=device)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(run_dir, config)
@@ -401,7 +472,6 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if execution.precision == "bf16"
                 else contextlib.nullcontext())
     total_steps = math.ceil(config.total_kimg * 1000 / config.batch_size)
-    refresh_every = max(1, round(config.refresh_kimg(labels.kind) * 1000 / config.batch_size))
     ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
     log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
     needs_table = config.method == "dmis"
@@ -423,12 +493,12 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
                     save_checkpoint(ckpt_path, state.state_dict(config))
                 budget_hit = True
                 break
-            if needs_table and state.step > 0 and state.step % refresh_every == 0 and state.refreshes < state.step // refresh_every:
-                info = refresh_table(state, config, images, lik, labels)
+            if needs_table and state.nimg >= state.next_refresh_nimg:
+                info = refresh_table(state, config, images, tensors, labels)
                 if stats_file:
                     stats_file.write(json.dumps({"kimg": state.nimg / 1000, **info}) + "\n")
 
-            batch = draw_batch(config, state, n_train, image_shape, pools)
+            batch = draw_batch(config, state, n_train, image_shape, num_classes, pools)
             local = dist_utils.local_slice(batch, ctx)
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))

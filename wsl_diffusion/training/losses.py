@@ -62,18 +62,28 @@ def dmis_generative_loss(*, form: str, weights: torch.Tensor, sq_err: torch.Tens
     return loss_weight(sigma, sigma_data) * per_sample / _pixels(x0)
 
 
-def topk_classes(weights: torch.Tensor, k: int, *, tie_break: torch.Tensor | None = None):
+def topk_classes(weights: torch.Tensor, k: int, *, tie_break: torch.Tensor | None = None,
+                 jitter: torch.Tensor | None = None):
     """Keep the k largest posterior weights per row and renormalise them.
 
-    weights: (B, K) rows summing to 1. tie_break: optional (B, K) scores in [0, 1] (the
-    unrestricted EMA posterior) that order classes of equal weight — e.g. zero-weight classes
-    outside a one-hot label — so the extra kept classes are the most confusable ones.
+    weights: (B, K) rows summing to 1. Classes of equal weight (e.g. the zero-weight classes
+    outside a one-hot label, or every candidate of a flat table) are ordered by `tie_break`, then
+    by `jitter`: tie_break (B, K) in [0, 1], the unrestricted EMA posterior, so the extra kept
+    classes are the most confusable ones; jitter (B, K) uniform draws, so what remains tied is
+    broken at random instead of by class index. The comparison is lexicographic (float64), so
+    neither can overturn a real difference in weight.
     Returns (classes (B, k) long, kept_weights (B, k) summing to 1). Classes outside cost nothing.
     """
     num_classes = weights.shape[1]
     if not 1 <= k <= num_classes:
         raise ValueError(f"top-k must be between 1 and the number of classes ({num_classes}), got {k}")
-    score = weights if tie_break is None else weights + 1e-6 * tie_break
+    score = weights
+    if tie_break is not None or jitter is not None:
+        score = weights.double()
+        if tie_break is not None:
+            score = score + 1e-6 * tie_break.double()
+        if jitter is not None:
+            score = score + 1e-12 * jitter.double()
     classes = score.topk(k, dim=1).indices
     kept = weights.gather(1, classes)
     total = kept.sum(dim=1, keepdim=True)
@@ -110,6 +120,18 @@ def classifier_logits(sq_err: torch.Tensor, sigma: torch.Tensor, *, log_prior: t
 def soft_target_loss(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-sum_y target_y log f_theta(y). EMA-PRODEN (partial) and mean teacher (semi). -> (B,)"""
     return -(target.detach() * log_probs).sum(dim=1)
+
+
+def forward_corrected_loss(log_probs: torch.Tensor, transition_rows: torch.Tensor) -> torch.Tensor:
+    """Forward-corrected cross-entropy for noisy labels: -log sum_y T[y, z] f_theta(y). -> (B,)
+
+    log_probs: (B, k) log f_theta over the kept classes; transition_rows: (B, k) T[y, z_n] for
+    those classes. The model is trained to predict the *clean* class so that, pushed through
+    the noise process, it explains the observed label (Patrini et al. 2017): with the right T
+    its minimiser is the clean posterior, where plain or rectified cross-entropy on z is pulled
+    toward structured flips.
+    """
+    return -torch.logsumexp(log_probs + transition_rows.clamp_min(1e-12).log(), dim=1)
 
 
 def elr_loss(log_probs: torch.Tensor, ema_probs: torch.Tensor, observed_onehot: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsl_diffusion.training.losses import (dmis_generative_loss, elr_loss, loss_weight, nnpu_loss, restrict_posterior,
+from wsl_diffusion.training.losses import (dmis_generative_loss, elr_loss, forward_corrected_loss, loss_weight, nnpu_loss, restrict_posterior,
                                   soft_target_loss, topk_classes, vanilla_loss)
 from wsl_diffusion.model.network import PRESETS
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
@@ -76,6 +76,46 @@ def test_topk_keeps_largest_and_renormalises():
     assert classes[2].tolist() == [2, 3] and kept[2].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="top-k"):
         topk_classes(w, 5)
+
+
+def test_topk_breaks_remaining_ties_by_jitter_not_by_class_index():
+    flat = torch.full((4000, 4), 0.25)  # a flat table: every class tied
+    jitter = torch.rand(4000, 4, generator=torch.Generator().manual_seed(0))
+    classes, kept = topk_classes(flat, 2, tie_break=flat, jitter=jitter)
+    counts = torch.bincount(classes.flatten(), minlength=4).float() / classes.numel()
+    torch.testing.assert_close(counts, torch.full((4,), 0.25), atol=0.02, rtol=0)  # index order: [0.5, 0.5, 0, 0]
+    torch.testing.assert_close(kept, torch.full((4000, 2), 0.5))
+    # the jitter never overturns a real difference in weight, nor the tie-break's order
+    w = torch.tensor([[0.2500001, 0.25, 0.25, 0.2499999]])
+    assert topk_classes(w, 1, jitter=torch.tensor([[0.0, 1.0, 1.0, 1.0]]))[0].item() == 0
+    tie = torch.tensor([[0.0, 0.1, 0.0, 0.0]])
+    assert topk_classes(torch.full((1, 4), 0.25), 1, tie_break=tie, jitter=torch.tensor([[1.0, 0, 1, 1]]))[0].item() == 1
+
+
+def test_permuting_the_classes_permutes_the_selection_and_the_restriction():
+    """Nothing depends on class index order: relabel the classes of every input and the kept
+    classes and weights are the relabelled ones."""
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(64, 6, generator=g), dim=1)
+    lik = (torch.rand(64, 6, generator=g) < 0.5).float()
+    lik[:, 0] = 1.0  # no empty candidate set
+    table = torch.softmax(torch.randn(64, 6, generator=g), dim=1)
+    jitter = torch.rand(64, 6, generator=g)
+    perm = torch.tensor([3, 5, 0, 1, 4, 2])  # new class c is old class perm[c]
+    inv = torch.argsort(perm)
+    w = restrict_posterior(probs, lik)
+    w_p = restrict_posterior(probs[:, perm], lik[:, perm])
+    torch.testing.assert_close(w_p, w[:, perm])
+    classes, kept = topk_classes(w, 3, tie_break=table, jitter=jitter)
+    classes_p, kept_p = topk_classes(w_p, 3, tie_break=table[:, perm], jitter=jitter[:, perm])
+    assert torch.equal(perm[classes_p], classes)
+    torch.testing.assert_close(kept_p, kept)
+
+
+def test_forward_correction_is_the_likelihood_of_the_observed_label():
+    log_probs = torch.log(torch.tensor([[0.7, 0.3]]))
+    t_rows = torch.tensor([[0.6, 0.1]])  # T[y, z] for the two kept classes
+    torch.testing.assert_close(forward_corrected_loss(log_probs, t_rows), -torch.log(torch.tensor([0.7 * 0.6 + 0.3 * 0.1])))
 
 
 def test_topk_all_classes_is_identity():

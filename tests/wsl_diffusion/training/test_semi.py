@@ -42,10 +42,9 @@ def test_uniform_draws_when_oversampling_does_not_apply(share, fraction, kind):
     assert labelled_pools(labels, TrainConfig(labelled_share=share)) is None
 
 
-def test_refresh_interval_defaults_by_kind_and_honours_an_explicit_value():
-    assert TrainConfig().refresh_kimg("semi") == 16.0
-    assert TrainConfig().refresh_kimg("noisy") == 32.0
-    assert TrainConfig(table_refresh_kimg=8.0).refresh_kimg("semi") == 8.0
+def test_first_refresh_interval_defaults_to_8_kimg_and_honours_an_explicit_value():
+    assert TrainConfig().refresh_kimg("semi") == TrainConfig().refresh_kimg("noisy") == 8.0
+    assert TrainConfig(table_refresh_kimg=16.0).refresh_kimg("semi") == 16.0
     with pytest.raises(ValueError, match="`labelled_share`"):
         TrainConfig(labelled_share=1.0)
 
@@ -70,7 +69,7 @@ def test_unlabelled_images_train_unconditionally_before_the_first_table(digits_s
         for p in states["dmis"].net.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
     states["vanilla"].net.load_state_dict(states["dmis"].net.state_dict())
-    batch = draw_batch(cfgs["dmis"], states["dmis"], len(images), tuple(images.shape[1:]))
+    batch = draw_batch(cfgs["dmis"], states["dmis"], len(images), tuple(images.shape[1:]), 10)
     unlabelled = np.flatnonzero(~np.asarray(labels.is_labelled, dtype=bool))
     batch["idx"] = torch.as_tensor(unlabelled[:32])
     with torch.no_grad():

@@ -5,15 +5,20 @@ import pytest
 import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
-from wsl_diffusion.run import load_checkpoint
+from label_models.labels import ImpreciseLabels
+from label_models.transition import empirical_transition
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.training.loop import TrainingDiverged, train, vanilla_targets
+from wsl_diffusion.run import load_checkpoint
+from wsl_diffusion.training.losses import restrict_posterior
+from wsl_diffusion.training.loop import (TrainingDiverged, initial_log_prior, initial_transition, label_tensors,
+                                         new_state, refresh_table, train, vanilla_targets)
 
 
 def tiny_config(**changes) -> TrainConfig:
-    """A 6-step run on 200 images: refresh every 2 steps, checkpoint every 2 steps."""
+    """A 6-step run on 200 images: refresh every 2 steps (a fixed interval), checkpoint every 2 steps."""
     base = dict(model="tiny", batch_size=16, total_kimg=6 * 16 / 1000, table_refresh_kimg=2 * 16 / 1000,
+                table_refresh_max_kimg=None,
                 checkpoint_every_kimg=2 * 16 / 1000, log_every_kimg=16 / 1000, samples_per_class=0,
                 posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2),
                 lr=2e-3, ema_halflife_kimg=0.05, supervision={"supervision": "partial"})
@@ -105,3 +110,107 @@ def test_vanilla_partial_pick_is_a_uniform_candidate():
     counts = torch.bincount(picks, minlength=5).float() / 30000
     assert counts[[0, 3]].sum() == 0
     torch.testing.assert_close(counts[[1, 2, 4]], torch.full((3,), 1 / 3), atol=0.015, rtol=0)
+
+
+def refresh_state(denoiser, labels, cfg, images):
+    """A training state whose EMA model is `denoiser` (the loop's refresh reads only state.ema)."""
+    transition = initial_transition(labels, cfg)
+    state = new_state(cfg, images.shape[1:], labels.num_classes, initial_log_prior(labels), len(images), "cpu",
+                      transition=transition, first_refresh_kimg=cfg.refresh_kimg(labels.kind))
+    state.ema = denoiser
+    tensors = label_tensors(labels, assumed_noise_rate=cfg.assumed_noise_rate, transition=transition)
+    return state, tensors
+
+
+def gaussian_classes(gaussian_denoiser, n_per_class=60, seed=0):
+    """Images drawn from the analytic denoiser's class Gaussians, with their classes."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(gaussian_denoiser.num_classes).repeat_interleave(n_per_class)
+    x = gaussian_denoiser.means[y] + gaussian_denoiser.s * torch.randn((len(y), *gaussian_denoiser.image_shape),
+                                                                       generator=g)
+    return x, y.numpy()
+
+
+def test_refresh_interval_doubles_once_the_table_stops_moving(gaussian_denoiser):
+    """A fixed model gives the same table at every refresh: after the first, nothing moves, so
+    the interval doubles each time up to the maximum, and the next refresh is scheduled by it."""
+    images, y = gaussian_classes(gaussian_denoiser)
+    labels = corrupt(y, num_classes=4, spec=CorruptionSpec(supervision="partial", q=0.3, seed=0))
+    cfg = TrainConfig(table_refresh_kimg=1.0, table_refresh_max_kimg=4.0,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0, num_sigmas=3))
+    state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+    intervals, moved = [], []
+    for _ in range(4):
+        info = refresh_table(state, cfg, images, tensors, labels)
+        intervals.append(state.refresh_interval_kimg)
+        moved.append(info["labels_moved"])
+    assert moved[0] > cfg.table_settle and moved[1:] == [0.0, 0.0, 0.0]
+    assert intervals == [1.0, 2.0, 4.0, 4.0]
+    assert state.next_refresh_nimg == 1000 * (1 + 1 + 2 + 4 + 4)
+
+
+def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_denoiser):
+    """With an exact class-conditional model the E-step posteriors are near one-hot, and the
+    M-step turns them into the noise process: the estimate lands near the true asymmetric T,
+    starting from the symmetric guess, without ever reading the stored T."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=400)
+    true_t = np.array([[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0, 0, 0.7, 0.3], [0, 0, 0, 1.0]])
+    z = np.array([np.random.default_rng(i).choice(4, p=true_t[c]) for i, c in enumerate(y)])
+    labels = ImpreciseLabels(matrix=np.eye(4, dtype=np.float32)[z], kind="noisy", observed=z)
+    cfg = TrainConfig(posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4),
+                      transition_smoothing=0.0)
+    state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+    realised = empirical_transition(y, z, 4)  # what a perfect table would give (sampling noise aside)
+    start = np.abs(state.transition.numpy() - realised).max()
+    for _ in range(3):
+        info = refresh_table(state, cfg, images, tensors, labels)
+    err = np.abs(state.transition.numpy() - realised)
+    assert err.max() < 0.03 < start, (err.max(), start)
+    assert "transition_error_max" not in info  # the label set stores no T: nothing to compare with
+    np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["noisy", "partial"])
+def test_an_uninformative_model_leaves_the_labels_where_the_label_model_has_them(gaussian_denoiser, kind):
+    """The safeguard: a model whose denoising does not depend on the class (here: all class
+    means equal) has nothing to say about the labels, so the E-step must not move any label away
+    from the label model's own choice, argmax prior x p(z | y) (the observed label, for noisy
+    labels), even with class pruning in the E-step."""
+    images, y = gaussian_classes(gaussian_denoiser)
+    blind = type(gaussian_denoiser)(gaussian_denoiser.means.mean(0, keepdim=True).expand_as(gaussian_denoiser.means)
+                                  .clone(), s=gaussian_denoiser.s)
+    spec = (CorruptionSpec(supervision="noisy", rate=0.4, seed=0) if kind == "noisy"
+            else CorruptionSpec(supervision="partial", q=0.3, seed=0))
+    labels = corrupt(y, num_classes=4, spec=spec)
+    cfg = TrainConfig(posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0, num_sigmas=3,
+                                                keep_classes=2, prune_sigmas=1))
+    state, tensors = refresh_state(blind, labels, cfg, images)
+    refresh_table(state, cfg, images, tensors, labels)
+    table = restrict_posterior(state.table, tensors["lik"])
+    label_model = restrict_posterior(state.log_prior.exp().expand_as(table), tensors["lik"])
+    if kind == "noisy":
+        assert np.array_equal(table.argmax(1).numpy(), labels.observed)
+        assert torch.equal(table.argmax(1), label_model.argmax(1))
+    else:  # all candidates tie under a blind model: any may lead, but never a non-candidate
+        assert torch.all(table[torch.tensor(labels.matrix) == 0] == 0)
+
+
+def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path, digits_small):
+    """Two label sets with the same observed labels: one carries (wrong) true labels and a
+    (wrong) stored T, the other neither. Default training must not tell them apart."""
+    train_data, _ = digits_small
+    honest = corrupt(train_data.targets, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    bare = ImpreciseLabels(matrix=honest.matrix, kind="noisy", observed=honest.observed)
+    poisoned = ImpreciseLabels(matrix=honest.matrix, kind="noisy", observed=honest.observed,
+                               true_labels=np.roll(honest.true_labels, 7), transition_matrix=np.eye(10))
+    cfg = tiny_config(supervision={"supervision": "noisy"})
+    for name, labels in (("bare", bare), ("poisoned", poisoned)):
+        train(cfg, tmp_path / name, train_data=train_data, labels=labels, progress=False)
+    a, b = weights_of(tmp_path / "bare"), weights_of(tmp_path / "poisoned")
+    for key in ("net", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name])
+    assert torch.equal(a["table"], b["table"]) and torch.equal(a["transition"], b["transition"])
+    with pytest.raises(ValueError, match="stores no transition matrix"):
+        train(cfg.replace(transition="oracle"), tmp_path / "oracle", train_data=train_data, labels=bare,
+              progress=False)
