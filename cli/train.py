@@ -57,8 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a refresh that moves fewer than this share of the labels counts as settled (default 0.02)")
     m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
-    m.add_argument("--no-table-keep-label", dest="table_keep_label", action="store_false",
-                   help="prune the table's classes on the unrestricted posterior (default: restricted by the label)")
+    m.add_argument("--table-keep-label", action="store_true",
+                   help="also refine the class a noisy label names when the table's pruning drops it (off: see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (EM on the table, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")

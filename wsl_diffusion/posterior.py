@@ -202,21 +202,25 @@ def log_posterior(errors: torch.Tensor, *, temperature: float = 1.0,
 @dataclass
 class PosteriorResult:
     """probs (B, K) with zeros for pruned classes; errors (B, K) with +inf for pruned classes;
-    nfe_per_image: the exact number of network evaluations spent per image."""
+    nfe_per_image: the exact number of network evaluations spent per image; coarse_errors (B, K):
+    every class's errors on the levels all classes were scored on (the pruning pass; without
+    pruning, the same as errors) -- a cruder posterior, but one that pruning has not shaped."""
 
     probs: torch.Tensor
     errors: torch.Tensor
     nfe_per_image: int
+    coarse_errors: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generator: torch.Generator,
-                        log_prior: torch.Tensor | None = None, prune_log_weight: torch.Tensor | None = None,
+                        log_prior: torch.Tensor | None = None, also_keep: torch.Tensor | None = None,
                         max_batch: int = 4096) -> PosteriorResult:
     """p(y | x0) of every class (or of the classes kept by adaptive pruning).
 
-    prune_log_weight: (B, K) added to the log posterior for the pruning decision only, e.g.
-    log p(z | y) so that classes are kept by the posterior restricted by a label.
+    also_keep: (B,) a class per image to refine as well (-1: none), e.g. a noisy label's observed
+    class: pruning then refines keep_classes + 1 classes, the model's best keep_classes and this
+    one (or the model's next best when it is among them), so it never displaces the model's.
 
     Pruning (beyond the paper): all K classes on the `prune_sigmas` levels nearest the centre of
     the schedule (in log sigma), keep the `keep_classes` with the lowest error, add the remaining
@@ -229,6 +233,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
     b = x0.shape[0]
     if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
         errors = class_errors(net, x0, sigmas=sigmas, weights=weights, generator=generator, max_batch=max_batch)
+        first = errors
     else:
         # The cheap pass uses the levels nearest the interval's centre in log sigma: on a digits
         # DMIS model one level near the centre (0.8-1.2) alone ranks the true class first 93%
@@ -243,15 +248,24 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         score = first / cfg.temperature
         if log_prior is not None:
             score = score - log_prior
-        if prune_log_weight is not None:
-            score = score - prune_log_weight
-        keep = score.topk(cfg.keep_classes, dim=1, largest=False).indices  # (B, keep)
+        if also_keep is None:
+            keep = score.topk(cfg.keep_classes, dim=1, largest=False).indices  # (B, keep)
+        else:
+            ranked = score.topk(min(cfg.keep_classes + 1, num_classes), dim=1, largest=False).indices
+            keep = ranked[:, :cfg.keep_classes]
+            if ranked.shape[1] > cfg.keep_classes:
+                listed = (keep == also_keep[:, None]).any(dim=1) | (also_keep < 0)
+                extra = torch.where(listed, ranked[:, cfg.keep_classes], also_keep)
+                keep = torch.cat([keep, extra[:, None]], dim=1)  # (B, keep + 1)
         rest = class_errors(net, x0, sigmas=sigmas[fine], weights=weights[fine], generator=generator,
                             classes=keep, max_batch=max_batch)
         errors = torch.full((b, num_classes), float("inf"), device=x0.device)
         errors.scatter_(1, keep, first.gather(1, keep) + rest)
     probs = log_posterior(errors, temperature=cfg.temperature, log_prior=log_prior).exp()
-    return PosteriorResult(probs=probs, errors=errors, nfe_per_image=nfe_per_image(cfg, num_classes))
+    nfe = nfe_per_image(cfg, num_classes)
+    if also_keep is not None and cfg.keep_classes is not None and cfg.keep_classes < num_classes:
+        nfe = nfe_per_image(cfg.replace(keep_classes=cfg.keep_classes + 1), num_classes)
+    return PosteriorResult(probs=probs, errors=errors, nfe_per_image=nfe, coarse_errors=first)
 
 
 def fit_temperature(errors: torch.Tensor, label_likelihood: torch.Tensor, *,

@@ -170,31 +170,6 @@ def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_de
     np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["noisy", "partial"])
-def test_an_uninformative_model_leaves_the_labels_where_the_label_model_has_them(gaussian_denoiser, kind):
-    """The safeguard: a model whose denoising does not depend on the class (here: all class
-    means equal) has nothing to say about the labels, so the E-step must not move any label away
-    from the label model's own choice, argmax prior x p(z | y) (the observed label, for noisy
-    labels), even with class pruning in the E-step."""
-    images, y = gaussian_classes(gaussian_denoiser)
-    blind = type(gaussian_denoiser)(gaussian_denoiser.means.mean(0, keepdim=True).expand_as(gaussian_denoiser.means)
-                                  .clone(), s=gaussian_denoiser.s)
-    spec = (CorruptionSpec(supervision="noisy", rate=0.4, seed=0) if kind == "noisy"
-            else CorruptionSpec(supervision="partial", q=0.3, seed=0))
-    labels = corrupt(y, num_classes=4, spec=spec)
-    cfg = TrainConfig(posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0, num_sigmas=3,
-                                                keep_classes=2, prune_sigmas=1))
-    state, tensors = refresh_state(blind, labels, cfg, images)
-    refresh_table(state, cfg, images, tensors, labels)
-    table = restrict_posterior(state.table, tensors["lik"])
-    label_model = restrict_posterior(state.log_prior.exp().expand_as(table), tensors["lik"])
-    if kind == "noisy":
-        assert np.array_equal(table.argmax(1).numpy(), labels.observed)
-        assert torch.equal(table.argmax(1), label_model.argmax(1))
-    else:  # all candidates tie under a blind model: any may lead, but never a non-candidate
-        assert torch.all(table[torch.tensor(labels.matrix) == 0] == 0)
-
-
 def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path, digits_small):
     """Two label sets with the same observed labels: one carries (wrong) true labels and a
     (wrong) stored T, the other neither. Default training must not tell them apart."""
