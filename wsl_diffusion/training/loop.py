@@ -70,7 +70,7 @@ def initial_transition(labels, config: TrainConfig) -> np.ndarray | None:
         if labels.transition_matrix is None:
             raise ValueError("`transition` is oracle but the label file stores no transition matrix; "
                              "use estimate or assumed")
-        return np.asarray(labels.transition_matrix, dtype=np.float64)
+        return np.array(labels.transition_matrix, dtype=np.float64)  # a writable copy
     return symmetric_transition(labels.num_classes, config.assumed_noise_rate)
 
 
@@ -249,10 +249,10 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
     info: dict = {}
     if labels.kind == "noisy" and config.transition == "estimate":
-        # The M-step needs every class's posterior, and the table has zeros where classes were
-        # pruned; the observed class is never pruned, so EM on the table drifts T towards the
-        # identity (measured: max error 0.24 -> 0.39 at sym-40). The pruning pass scored all
-        # classes: its posterior, with its own fitted tau, is cruder but unshaped by pruning.
+        # The M-step needs every class's posterior, and the table has exact zeros where classes
+        # were pruned, which EM reads as certainty (in a run that always kept the observed class,
+        # T drifted towards the identity: max error 0.24 -> 0.39 at sym-40). The pruning pass
+        # scored all classes: its posterior, with its own fitted tau, is cruder but unshaped.
         coarse = torch.cat([r.coarse_errors for r in results])
         tau = fit_temperature(coarse, lik, log_prior=state.log_prior)
         info["transition_tau"] = tau
