@@ -28,7 +28,7 @@ class TrainConfig:
     supervision: the `label_models.CorruptionSpec` fields as a dict (how labels were corrupted),
       or None when `labels_file` gives the labels.
     gen_form: "em" (posterior weights outside the norm, from a table of clean-image posteriors
-      refreshed every `refresh_kimg(kind)`) or "wdsm" (the paper's weighted DSM with posteriors of
+      refreshed on the E-step schedule below) or "wdsm" (the paper's weighted DSM with posteriors of
       the noised input from the EMA model at every step). See README for the measurement.
     topk: classes kept per sample (the K-way forward costs topk network rows per image).
     lambda_cls: weight of the classification loss (0 switches it off).

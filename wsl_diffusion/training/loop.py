@@ -4,8 +4,10 @@ One step (DMIS, default EM form):
   1. draw the global batch (indices, sigma, noise, label-dropout mask) from ONE torch.Generator —
      every rank draws the same numbers and takes its slice, so N processes reproduce one process
      and a resumed run reproduces an uninterrupted one bit for bit (CPU);
-  2. posterior weights w = p_phi(y | x0, z): the table of EMA clean-image posteriors (refreshed
-     every `config.refresh_kimg(kind)`) restricted by the label likelihood p(z | y); keep the top k;
+  2. posterior weights w = p_phi(y | x0, z): the table of EMA clean-image posteriors (the E-step,
+     `refresh_table`: first after `config.refresh_kimg(kind)`, then at intervals that double
+     once the table settles) restricted by the label likelihood p(z | y), with T re-estimated at
+     each refresh for noisy labels; keep the top k (ties broken by a uniform draw);
   3. ONE batched forward over the k kept classes gives D(x, sigma, y) for each; from it both the
      generative loss and, where sigma lies in the classifier interval, the one-sigma diffusion
      classifier of the classification loss;
