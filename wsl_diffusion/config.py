@@ -45,12 +45,14 @@ class TrainConfig:
     table_tie_break: "random" orders classes of equal weight (a flat table, zero-weight classes)
       by a uniform draw of the step, so nothing depends on class index order; "index" is the old
       behaviour (lowest index first), kept for ablations.
-    table_keep_label: also refine the class a noisy label names when the table's class pruning
-      would drop it (one more class on the fine levels). Off by default: on a trained sym-40
+    table_keep_label: also refine the one class a label singles out (a noisy label's z, a
+      labelled row's class) when the table's class pruning would drop it (one more class on the
+      fine levels). Off by default: on a trained sym-40
       model it lowered the table's true-class rate from 94.0% to 78.9%, because a pruned z is
       exactly the model rejecting the label, and scoring it in full lets T[z, z] pull it back.
-    transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM on the table at
-      every refresh, from symmetric noise at `assumed_noise_rate`), "assumed" (that symmetric T,
+    transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
+      the model's all-class posterior of the pruning pass, from symmetric noise at
+      `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
       fixed), or "oracle" (the T stored in the label file: for ablations; a real label file has
       none). transition_smoothing: the Dirichlet pseudo-count per row of the T estimate.
     noisy_cls: the classification loss for noisy labels: "elr" (ELR-rectified target) or
