@@ -151,10 +151,8 @@ PARAMETER_FLAGS: dict[str, str] = {
     "total_kimg": "--kimg",
     "run_dir": "--out",
     "out_dir": "--out",
-    "resume": "--resume",
     "corruption_seed": "--label-seed",
     "checkpoint_every_kimg": "--checkpoint-kimg",
-    "table_refresh_kimg": "--table-refresh-kimg",
 }
 
 
