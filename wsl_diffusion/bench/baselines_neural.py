@@ -98,17 +98,16 @@ def cnn_ce(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, seed: i
 
 
 def _transition_for(labels, x: np.ndarray, seed: int) -> np.ndarray:
-    """The label model's T; without one, an anchor-point estimate from a logistic regression
-    fitted on the noisy labels (Patrini et al. 2017)."""
-    if labels.transition_matrix is not None:
-        return np.asarray(labels.transition_matrix, dtype=np.float64)
+    """An anchor-point estimate of T from a logistic regression fitted on the noisy labels
+    (Patrini et al. 2017). A T stored in the label file (the true one, for synthetic corruption)
+    is never used: no real label file has it."""
     est = fit_estimator(make_estimator("logreg", seed=seed), x, labels.observed)
     return estimate_transition_anchor(class_scores(est, x, labels.num_classes).clip(0, 1))
 
 
 def cnn_forward(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, seed: int) -> dict:
     """Forward-corrected cross-entropy (Patrini et al. 2017): -log (softmax(f(x))^T T)_z, with
-    T[i, j] = P(z = j | y = i) from the label model."""
+    T[i, j] = P(z = j | y = i) estimated from the noisy labels (`_transition_for`)."""
     if labels.kind not in ("clean", "noisy"):
         raise ValueError(f"forward correction needs clean or noisy labels, got {labels.kind!r}")
     images, k = _cnn_problem(train_data, labels)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from label_models.corruption import CorruptionSpec, corrupt
-from label_models.labels import SUPERVISION_KINDS
+from label_models.labels import SUPERVISION_KINDS, ImpreciseLabels
 from label_models.likelihood import pick_candidates
 from wsl_diffusion.bench import baselines as B
 from wsl_diffusion.bench import baselines_neural as NN
@@ -176,3 +176,20 @@ def test_label_aware_baselines_reject_the_wrong_kind(digits_400):
     for fn in (B.REGISTRY["svc_selftrain"].run, B.REGISTRY["elkan_noto_svc"].run, B.REGISTRY["selftraining_svc"].run):
         with pytest.raises(ValueError):
             fn(train, noisy, test, seed=0)
+
+
+def test_forward_correction_estimates_t_and_never_reads_the_stored_one(digits_400, monkeypatch):
+    """cnn_forward's T comes from the noisy labels: a label set whose stored T is wrong (here the
+    identity) trains the same network as one that stores none."""
+    monkeypatch.setattr(NN, "CNN_EPOCHS", 2)
+    train, test = digits_400
+    noisy = labels_for(train, supervision="noisy", rate=0.4, seed=1)
+    bare = ImpreciseLabels(matrix=noisy.matrix, kind="noisy", observed=noisy.observed)
+    poisoned = ImpreciseLabels(matrix=noisy.matrix, kind="noisy", observed=noisy.observed,
+                               transition_matrix=np.eye(10))
+    x = flat_features(train)
+    t = NN._transition_for(poisoned, x, 0)
+    np.testing.assert_array_equal(t, NN._transition_for(bare, x, 0))
+    assert np.abs(t - noisy.transition_matrix).max() < np.abs(np.eye(10) - noisy.transition_matrix).max()
+    run = B.methods_for("noisy")["cnn_forward"]
+    assert run(train, poisoned, test, seed=0)["accuracy"] == run(train, bare, test, seed=0)["accuracy"]
