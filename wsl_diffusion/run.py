@@ -11,7 +11,11 @@ reads runs through this module only, never through the training loop.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,7 @@ LABELS_NAME = "labels.npz"
 STATS_NAME = "stats.jsonl"
 SUMMARY_NAME = "summary.json"
 SAMPLES_NAME = "samples.png"
+LOCK_NAME = ".lock"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,6 +81,32 @@ def load_config(run_dir: Path) -> TrainConfig:
     if not path.is_file():
         raise ValueError(f"{run_dir} has no {CONFIG_NAME}; is it a run directory made by `wsl-diff train`?")
     return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory (POSIX `fcntl.flock` on RUN/.lock) while the
+    block runs: one training process per directory. The lock file records the holder's PID; the
+    lock itself dies with the process, so a killed trainer never leaves the directory locked.
+    ValueError, naming the holder, if another process holds it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_NAME, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ValueError(f"{run_dir} is in use by another training process (PID {holder}); "
+                             "wait for it to finish or choose another `run_dir`") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
                                      quadrature_weights, sigma_levels)
 from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
-                               build_denoiser, load_checkpoint, save_checkpoint, save_config)
+                               build_denoiser, load_checkpoint, run_lock, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.training import distributed as dist_utils
 from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, forward_corrected_loss, nnpu_loss,
@@ -452,6 +452,20 @@ def train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, label
     of this call without saving (simulates a crash; used by tests). max_seconds: a wall-clock
     budget for this call; when it runs out the run is checkpointed and stops (resumable).
     """
+    ctx = dist_utils.init()
+    # One trainer per run directory: a second one (say, with another seed) would interleave its
+    # checkpoints and config with the first's. Rank 0 holds the lock for the whole call.
+    with run_lock(Path(run_dir)) if ctx.is_main else contextlib.nullcontext():
+        return _train(config, run_dir, train_data=train_data, labels=labels, test_data=test_data,
+                      test_targets=test_targets, resume=resume, execution=execution, max_steps=max_steps,
+                      max_seconds=max_seconds, progress=progress, console=console)
+
+
+def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labels,
+           test_data: ArrayDataset | None, test_targets: np.ndarray | None, resume: bool,
+           execution: Execution, max_steps: int | None, max_seconds: float | None, progress: bool,
+           console) -> dict:
+    """The body of `train`, run under the run directory's lock."""
     run_dir = Path(run_dir)
     ctx = dist_utils.init()
     device = torch.device(ctx.device if execution.device == "auto" else execution.device)

@@ -189,3 +189,29 @@ def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path,
     with pytest.raises(ValueError, match="stores no transition matrix"):
         train(cfg.replace(transition="oracle"), tmp_path / "oracle", train_data=train_data, labels=bare,
               progress=False)
+
+
+def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path, digits_small):
+    """One run per directory: while another process holds the run's lock, train() refuses with
+    the holder's PID and touches nothing; once it is gone, the directory is free again."""
+    import subprocess
+    import sys
+    import time
+
+    train_data, _ = digits_small
+    labels = partial_labels(train_data)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from wsl_diffusion.run import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another training process \(PID {holder.pid}\)"):
+            train(tiny_config(), tmp_path, train_data=train_data, labels=labels, progress=False)
+        assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train(tiny_config(), tmp_path, train_data=train_data, labels=labels, progress=False)  # the lock died with it
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
