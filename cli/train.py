@@ -58,9 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
     m.add_argument("--table-keep-label", action="store_true",
-                   help="also refine the class a noisy label names when the table's pruning drops it (off: see README)")
+                   help="also refine the one class a label singles out when the table's pruning drops it (off: see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
-                   help="noisy labels' T: estimate (EM on the table, default), assumed (symmetric at "
+                   help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
     m.add_argument("--assumed-noise-rate", type=float, default=0.2,
                    help="symmetric noise rate T starts from (default 0.2)")
