@@ -112,42 +112,41 @@ def test_noised_input_posterior_limits(gaussian_denoiser):
     assert log_posterior(big).exp().max() < 0.3  # close to uniform over 4 classes
 
 
+def counting(denoiser, rows: list):
+    """`denoiser` with the number of input rows of every network call appended to `rows`."""
+
+    class Counting(torch.nn.Module):
+        num_classes, image_shape = denoiser.num_classes, denoiser.image_shape
+
+        def forward(self, x, sigma, class_vector):
+            rows.append(x.shape[0])
+            return denoiser(x, sigma, class_vector)
+
+    return Counting()
+
+
 @pytest.mark.parametrize("keep,prune", [(None, 1), (3, 2), (2, 1)])
 def test_nfe_per_image_counts_the_network_rows_spent(gaussian_denoiser, keep, prune):
     """The stated cost is what the network actually evaluates: count its input rows."""
     rows = []
-
-    class Counting(torch.nn.Module):
-        num_classes, image_shape = gaussian_denoiser.num_classes, gaussian_denoiser.image_shape
-
-        def forward(self, x, sigma, class_vector):
-            rows.append(x.shape[0])
-            return gaussian_denoiser(x, sigma, class_vector)
-
+    net = counting(gaussian_denoiser, rows)
     cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=4, keep_classes=keep,
                           prune_sigmas=prune)
     x = torch.zeros(3, *gaussian_denoiser.image_shape)
-    res = diffusion_posterior(Counting(), x, cfg, generator=torch.Generator().manual_seed(0))
+    res = diffusion_posterior(net, x, cfg, generator=torch.Generator().manual_seed(0))
     assert sum(rows) == 3 * res.nfe_per_image == 3 * nfe_per_image(cfg, gaussian_denoiser.num_classes)
 
 
 def test_also_keep_refines_one_more_class_without_displacing_the_models_own(gaussian_denoiser):
     rows = []
-
-    class Counting(torch.nn.Module):
-        num_classes, image_shape = gaussian_denoiser.num_classes, gaussian_denoiser.image_shape
-
-        def forward(self, x, sigma, class_vector):
-            rows.append(x.shape[0])
-            return gaussian_denoiser(x, sigma, class_vector)
-
+    net = counting(gaussian_denoiser, rows)
     cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=4, keep_classes=2,
                           prune_sigmas=1)
     g = torch.Generator().manual_seed(0)
     x = gaussian_denoiser.means[[0, 1, 2]] + 0.05 * torch.randn(3, *gaussian_denoiser.image_shape, generator=g)
     plain = diffusion_posterior(gaussian_denoiser, x, cfg, generator=torch.Generator().manual_seed(1))
     forced = torch.tensor([3, -1, 2])  # image 2's own class is among the model's best: its next best is added
-    res = diffusion_posterior(Counting(), x, cfg, generator=torch.Generator().manual_seed(1), also_keep=forced)
+    res = diffusion_posterior(net, x, cfg, generator=torch.Generator().manual_seed(1), also_keep=forced)
     assert sum(rows) == 3 * res.nfe_per_image == 3 * (4 * 1 + 3 * 3)
     finite = torch.isfinite(res.errors)
     assert finite.sum(dim=1).tolist() == [3, 3, 3] and bool(finite[0, 3])
