@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from label_models import CorruptionSpec, ImpreciseLabels, corrupt
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from label_models.labels import ImpreciseLabels
 from wsl_diffusion.eval.condensation import condense_run, noisy_real_subset, observed_hard_labels

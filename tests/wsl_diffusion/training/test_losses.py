@@ -102,7 +102,6 @@ def test_permuting_the_classes_permutes_the_selection_and_the_restriction():
     table = torch.softmax(torch.randn(64, 6, generator=g), dim=1)
     jitter = torch.rand(64, 6, generator=g)
     perm = torch.tensor([3, 5, 0, 1, 4, 2])  # new class c is old class perm[c]
-    inv = torch.argsort(perm)
     w = restrict_posterior(probs, lik)
     w_p = restrict_posterior(probs[:, perm], lik[:, perm])
     torch.testing.assert_close(w_p, w[:, perm])

@@ -10,7 +10,6 @@ from label_models.transition import empirical_transition
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
 from wsl_diffusion.run import load_checkpoint
-from wsl_diffusion.training.losses import restrict_posterior
 from wsl_diffusion.training.loop import (TrainingDiverged, initial_log_prior, initial_transition, label_tensors,
                                          new_state, refresh_table, train, vanilla_targets)
 
@@ -196,7 +195,6 @@ def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path, digits_smal
     the holder's PID and touches nothing; once it is gone, the directory is free again."""
     import subprocess
     import sys
-    import time
 
     train_data, _ = digits_small
     labels = partial_labels(train_data)
