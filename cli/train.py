@@ -66,6 +66,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="symmetric noise rate T starts from (default 0.2)")
     m.add_argument("--noisy-cls", choices=NOISY_CLS, default="elr",
                    help="classification loss for noisy labels: elr (default) or forward (forward correction with T)")
+    m.add_argument("--holdout", type=float, default=0.0,
+                   help="share of the training images (at most 1000) held out to check the model against the label "
+                        "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
     m.add_argument("--sigmas", default="0.4,5",
                    help="classifier interval LO,HI for the posterior table and classification loss")
     m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
@@ -118,7 +121,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
-        checkpoint_every_kimg=args.checkpoint_kimg,
+        holdout=args.holdout, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,
     )
 

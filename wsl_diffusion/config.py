@@ -14,6 +14,11 @@ NOISY_CLS = ("elr", "forward")
 TIE_BREAKS = ("random", "index")
 CLS_LOGITS = ("elbo", "table")
 PRECISIONS = ("fp32", "bf16")
+HOLDOUT_MAX_ROWS = 1000  # enough for the one number fitted on them; the rest train
+# Labels whose label model singles out one class the E-step can move away from. A partial
+# label's table never leaves its candidate set, nor a clean one-hot row its class, and PU and
+# unlabelled rows have no single class to protect.
+HOLDOUT_KINDS = ("noisy",)
 LEGACY_EXECUTION_KEYS = frozenset({"device", "precision", "channels_last", "compile"})
 
 
@@ -57,6 +62,11 @@ class TrainConfig:
       none). transition_smoothing: the Dirichlet pseudo-count per row of the T estimate.
     noisy_cls: the classification loss for noisy labels: "elr" (ELR-rectified target) or
       "forward" (forward correction, -log sum_y T[y, z] f_theta(y), with the run's T).
+    holdout: the safeguard of the E-step (DMIS with noisy labels). This share of the training
+      images (at most `HOLDOUT_MAX_ROWS`) is never drawn into a batch. At each refresh the table
+      is the model's posterior only if the model explains the held-out images' noisy labels
+      better than the prior does (`label_evidence`, by two standard errors); else it is the
+      prior, so the restricted table keeps every label. 0 turns the safeguard off.
     """
 
     dataset: str = "digits"
@@ -94,6 +104,7 @@ class TrainConfig:
     transition_smoothing: float = 1.0
     noisy_cls: str = "elr"
     assumed_noise_rate: float = 0.2
+    holdout: float = 0.0
     seed: int = 0
     log_every_kimg: float = 8.0
     checkpoint_every_kimg: float = 64.0
@@ -137,6 +148,8 @@ class TrainConfig:
             raise ValueError(f"`table_settle` must be in [0, 1]; got {self.table_settle}")
         if not self.transition_smoothing >= 0:
             raise ValueError(f"`transition_smoothing` must be >= 0; got {self.transition_smoothing}")
+        if not 0 <= self.holdout <= 0.5:
+            raise ValueError(f"`holdout` must be a share in [0, 0.5]; got {self.holdout}")
         if self.table_refresh_max_kimg is not None and not self.table_refresh_max_kimg > 0:
             raise ValueError(f"`table_refresh_max_kimg` must be > 0 (or None); got {self.table_refresh_max_kimg}")
         if ((self.table_refresh_kimg is not None and self.table_refresh_kimg <= 0)
@@ -144,6 +157,12 @@ class TrainConfig:
             raise ValueError("refresh, checkpoint and log intervals must be > 0 kimg")
         if self.posterior.sigma_lo is None:
             raise ValueError("the training posterior needs an explicit interval (sigma_lo, sigma_hi)")
+
+    def holdout_count(self, kind: str, n_train: int) -> int:
+        """How many training images the safeguard holds out (0 where it does not apply)."""
+        if self.method != "dmis" or kind not in HOLDOUT_KINDS or self.holdout == 0:
+            return 0
+        return min(HOLDOUT_MAX_ROWS, max(1, round(self.holdout * n_train)))
 
     def refresh_kimg(self, kind: str) -> float:
         """The first table refresh interval (`table_refresh_kimg` if set, else 8 kimg).

@@ -38,8 +38,8 @@ from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
 from wsl_diffusion.data.images import image_grid, save_png
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
-from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, log_posterior, noised_input_errors,
-                                     quadrature_weights, sigma_levels)
+from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, label_evidence, log_posterior,
+                                     noised_input_errors, quadrature_weights, sigma_levels)
 from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, load_checkpoint, run_lock, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
@@ -53,6 +53,9 @@ from wsl_diffusion.training.progress import TrainProgress
 # A fitted posterior temperature this large (fit_temperature's bound is 1e3) means the flat
 # prior explains the labels as well as the model does: the model is not informative yet.
 TAU_BOUND_UNINFORMATIVE = 500.0
+# The safeguard trusts a model whose held-out label log-likelihood gain over the prior exceeds
+# this many standard errors (a one-sided test at about 2.5% for a model that is no better).
+EVIDENCE_STDERRS = 2.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -213,17 +216,42 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
             b_ema.copy_(b)
 
 
+def holdout_split(config: TrainConfig, kind: str, n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows that train, rows held out for the E-step's safeguard), both sorted; a fixed draw
+    from the run's seed, so a resumed run holds out the same images."""
+    n_held = config.holdout_count(kind, n_train)
+    if n_held == 0:
+        return torch.arange(n_train), torch.zeros(0, dtype=torch.long)
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + 104_729))
+    return perm[n_held:].sort().values, perm[:n_held].sort().values
+
+
+def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tensor, held: torch.Tensor) -> tuple[bool, dict]:
+    """The safeguard's test: does the model explain the held-out rows' labels better than the
+    prior does, by more than EVIDENCE_STDERRS standard errors (`label_evidence`)? No held-out
+    rows: trusted, as before the safeguard existed."""
+    if len(held) == 0:
+        return True, {}
+    ev = label_evidence(errors[held], lik[held], log_prior=log_prior)
+    trusted = ev["gain"] > EVIDENCE_STDERRS * ev["stderr"]
+    return trusted, {"heldout_gain": ev["gain"], "heldout_gain_stderr": ev["stderr"], "model_trusted": trusted}
+
+
 @torch.no_grad()
 def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
-                  labels, chunk: int = 512) -> dict:
+                  labels, held: torch.Tensor | None = None, chunk: int = 512) -> dict:
     """The E-step: recompute the EMA posteriors of all training images, re-fit tau and the prior,
     re-estimate T (noisy labels, `transition="estimate"`), and schedule the next refresh.
+    The safeguard: until the model explains the held-out rows' labels (`held`) better than the
+    prior (`model_trusted`), the table is the prior, so the restricted table says what the label
+    model says, and T is not re-estimated.
 
     tensors["lik"] is replaced when T changes. Deterministic: its noise comes from a generator
     seeded by (seed, refresh index), so a resumed run refreshes exactly as an uninterrupted one.
     Returns the refresh's record for stats.jsonl.
     """
     lik = tensors["lik"]
+    held = torch.zeros(0, dtype=torch.long) if held is None else held.to(images.device)
     before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
     also_keep = None
@@ -239,6 +267,10 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
                                    also_keep=None if also_keep is None else also_keep[i:i + chunk])
                for i in range(0, len(images), chunk)]
     errors = torch.cat([r.errors for r in results])  # +inf for classes pruned away
+    coarse = torch.cat([r.coarse_errors for r in results])  # every class, at the pruning levels
+    # The test sees every class: with the pruned posterior, a label whose class pruning dropped
+    # costs log T[z, z] / T[y, z] however good the model is, and the test never passes.
+    trusted, info = model_trusted(coarse, lik, state.log_prior, held)
     if config.calibrate_table and labels.kind != "pu":
         state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
     probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
@@ -249,13 +281,11 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
-    info: dict = {}
-    if labels.kind == "noisy" and config.transition == "estimate":
+    if labels.kind == "noisy" and config.transition == "estimate" and trusted:
         # The M-step needs every class's posterior, and the table has exact zeros where classes
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
         # T drifted towards the identity: max error 0.24 -> 0.39 at sym-40). The pruning pass
         # scored all classes: its posterior, with its own fitted tau, is cruder but unshaped.
-        coarse = torch.cat([r.coarse_errors for r in results])
         tau = fit_temperature(coarse, lik, log_prior=state.log_prior)
         info["transition_tau"] = tau
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
@@ -268,11 +298,15 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
             lik = tensors["lik"] = torch.as_tensor(
                 label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate, transition_matrix=t),
                 dtype=torch.float32, device=lik.device)
+    if not trusted:
+        probs = state.log_prior.exp().expand_as(probs).clone()
+    # A table held back by the safeguard does not move because the model is not trusted yet, not
+    # because EM converged: it counts as settled only once the model is trusted.
     state.table = probs
     state.refreshes += 1
     after = restrict_posterior(probs, lik).argmax(1)
     moved = float((after != before).float().mean())
-    if (config.table_refresh_max_kimg is not None and moved < config.table_settle
+    if (config.table_refresh_max_kimg is not None and moved < config.table_settle and trusted
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):
         state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
     state.next_refresh_nimg += round(state.refresh_interval_kimg * 1000)
@@ -314,10 +348,13 @@ def labelled_pools(labels, config: TrainConfig) -> tuple[torch.Tensor, torch.Ten
 
 
 def draw_indices(b: int, n_train: int, g: torch.Generator, *, share: float = 0.0,
-                 pools: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Example indices of one batch: uniform, or a `share` of them from the labelled pool."""
+                 pools: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Example indices of one batch: uniform over `rows` (all n_train when None), or a `share`
+    of them from the labelled pool."""
     if pools is None:
-        return torch.randint(n_train, (b,), generator=g)
+        pick = torch.randint(n_train if rows is None else len(rows), (b,), generator=g)
+        return pick if rows is None else rows[pick]
     labelled, unlabelled = pools
     from_labelled = torch.rand(b, generator=g) < share
     pick_l = labelled[torch.randint(len(labelled), (b,), generator=g)]
@@ -326,15 +363,16 @@ def draw_indices(b: int, n_train: int, g: torch.Generator, *, share: float = 0.0
 
 
 def draw_batch(config: TrainConfig, state: TrainState, n_train: int, image_shape, num_classes: int,
-               pools: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+               pools: tuple[torch.Tensor, torch.Tensor] | None = None, rows: torch.Tensor | None = None) -> dict:
     """All randomness of one global step, from the state's generator, in a fixed order.
 
     pools: from `labelled_pools` (semi-supervised over-sampling of the labelled examples).
+    rows: the rows that may be drawn (`holdout_split`); None: all.
     """
     b = config.batch_size
     g = state.generator
     out = {
-        "idx": draw_indices(b, n_train, g, share=config.labelled_share, pools=pools),
+        "idx": draw_indices(b, n_train, g, share=config.labelled_share, pools=pools, rows=rows),
         "sigma": sample_sigma(b, generator=g, p_mean=config.p_mean, p_std=config.p_std),
         "noise": torch.randn((b, *image_shape), generator=g),
         "drop": torch.rand(b, generator=g) < config.label_dropout,
@@ -514,6 +552,8 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
     needs_table = config.method == "dmis"
     pools = labelled_pools(labels, config)
+    train_rows, held_rows = holdout_split(config, labels.kind, n_train)
+    rows = train_rows if len(held_rows) else None
 
     stats_file = open(run_dir / STATS_NAME, "a") if ctx.is_main else None
     t_start = time.perf_counter()
@@ -532,11 +572,11 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                 budget_hit = True
                 break
             if needs_table and state.nimg >= state.next_refresh_nimg:
-                info = refresh_table(state, config, images, tensors, labels)
+                info = refresh_table(state, config, images, tensors, labels, held=held_rows)
                 if stats_file:
                     stats_file.write(json.dumps({"kimg": state.nimg / 1000, **info}) + "\n")
 
-            batch = draw_batch(config, state, n_train, image_shape, num_classes, pools)
+            batch = draw_batch(config, state, n_train, image_shape, num_classes, pools, rows)
             local = dist_utils.local_slice(batch, ctx)
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (state.nimg + 1) / max(config.lr_rampup_kimg * 1000, 1))
