@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
+
+from cli.common import set_threads
 
 
 def _names(text: str | None, flag: str) -> list[str] | None:
@@ -84,7 +85,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -96,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _names(args.settings, "--settings")
     methods = _names(args.methods, "--methods")
     shard = parse_shard(args.shard)
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be >= 1")
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_threads(args.threads)
     console = Console(stderr=True)
     records = run_benchmark(args.out, preset=args.preset, seeds=seeds, settings=settings, methods=methods,
                             kimg=args.kimg, model=args.model, shard=shard, progress=not (args.quiet or args.json),

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
-from cli.common import add_supervision_arguments, spec_from_args
+from cli.common import add_supervision_arguments, set_threads, spec_from_args
 
 DEMO_KIMG = 128.0
 
@@ -37,7 +36,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -46,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be >= 1")
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_threads(args.threads)
     console = Console(stderr=True)
     result = run_demo(args.out, spec=spec, kimg=args.kimg, model=args.model, seed=args.seed,
                       progress=not (args.quiet or args.json), console=console)

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return run_samples(args, trained)
     test, targets = trained.test_split()
     images = to_model_space(test.images)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1 (the number of test images to evaluate); got {args.limit}")
     if args.limit:
         images, targets = images[: args.limit], targets[: args.limit]
     schedules = standard_schedules(trained.config.posterior, reference_sigmas=args.reference_sigmas)

@@ -1,6 +1,7 @@
 """The architecture as a test: every import goes down the layers, never up or sideways.
 
     0 label_models                        imprecise labels; imports nothing of ours
+    0 wsl_diffusion._validate             the number check every config runs; nothing of ours
     1 wsl_diffusion.data, .model          datasets and image files; the networks
     2 wsl_diffusion.posterior, .sampling  the diffusion classifier and the samplers
     3 wsl_diffusion.config                what a run is
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("label_models", "wsl_diffusion", "cli")
 
 LAYERS: dict[str, int] = {
-    "label_models": 0,
+    "label_models": 0, "wsl_diffusion._validate": 0,
     "wsl_diffusion.data": 1, "wsl_diffusion.model": 1,
     "wsl_diffusion.posterior": 2, "wsl_diffusion.sampling": 2,
     "wsl_diffusion.config": 3,

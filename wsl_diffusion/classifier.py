@@ -21,6 +21,10 @@ from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
 from wsl_diffusion.run import load_model
 
 
+# Model-space images are in [-1, 1]; interpolation or float round-off may overshoot a little.
+RANGE_SLACK = 0.01
+
+
 class DiffusionClassifier:
     """p(y | x) from a class-conditional diffusion model's own denoising errors.
 
@@ -59,12 +63,33 @@ class DiffusionClassifier:
         return tuple(self.net.image_shape)
 
     def _to_tensor(self, images) -> torch.Tensor:
-        if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-            if images.ndim != 4:
-                raise ValueError(f"uint8 images must be (N, H, W, C); got shape {images.shape}")
+        """Validated model-space input (N, C, H, W): uint8 (N, H, W, C) pixels, or real numbers
+        already in [-1, 1] as (N, C, H, W). ValueError for anything the model would misread."""
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        images = np.asarray(images)
+        if images.dtype == np.uint8:
+            if images.ndim != 4 or images.shape[-1] != self.image_shape[0]:
+                raise ValueError(f"uint8 images must be (N, H, W, C) with C = {self.image_shape[0]}; "
+                                 f"got shape {images.shape}")
             x = to_model_space(images)
+        elif images.dtype.kind in "iub":
+            raise ValueError(f"integer images must be uint8 pixels (0..255); got {images.dtype}: convert them with "
+                             ".astype(np.uint8), or pass floats in [-1, 1]")
+        elif images.dtype.kind != "f":
+            raise ValueError(f"images must be uint8 pixels or real numbers in [-1, 1]; got dtype {images.dtype}")
         else:
             x = torch.as_tensor(images, dtype=torch.float32)
+            if x.ndim != 4:
+                raise ValueError(f"float images must be (N, C, H, W); got shape {tuple(x.shape)}")
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("images contain NaN or inf values; fix or drop those images")
+            lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+            if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+                raise ValueError(f"float images must lie in [-1, 1] (model space); these span [{lo:g}, {hi:g}]: "
+                                 "pass 0..255 pixels as uint8, or scale them with x / 127.5 - 1")
+        if len(x) == 0:
+            raise ValueError("no images given: pass at least one")
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"images have shape {tuple(x.shape[1:])} (C, H, W) but the model expects "
                              f"{self.image_shape}; resize/convert them first (wsl-diff classify does this)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from wsl_diffusion._validate import check_numbers
 from wsl_diffusion.model.network import PRESETS
 from wsl_diffusion.posterior import PosteriorConfig
 
@@ -111,6 +112,7 @@ class TrainConfig:
     samples_per_class: int = 8
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.cls_logits not in CLS_LOGITS:
             raise ValueError(f"unknown `cls_logits` {self.cls_logits!r}; choose table or elbo")
         if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)
@@ -148,6 +150,14 @@ class TrainConfig:
             raise ValueError(f"`table_settle` must be in [0, 1]; got {self.table_settle}")
         if not self.transition_smoothing >= 0:
             raise ValueError(f"`transition_smoothing` must be >= 0; got {self.transition_smoothing}")
+        if self.samples_per_class < 0 or self.seed < 0:
+            raise ValueError("`samples_per_class` and `seed` must be >= 0")
+        if not (self.ema_halflife_kimg > 0 and self.ema_rampup_ratio >= 0 and self.grad_clip >= 0
+                and self.lr_rampup_kimg >= 0 and self.p_std > 0 and self.sigma_data > 0):
+            raise ValueError("`ema_halflife_kimg`, `p_std` and `sigma_data` must be > 0, and `ema_rampup_ratio`, "
+                             "`grad_clip` and `lr_rampup_kimg` >= 0")
+        if not 0 <= self.assumed_noise_rate < 1:
+            raise ValueError(f"`assumed_noise_rate` must be in [0, 1); got {self.assumed_noise_rate}")
         if not 0 <= self.holdout <= 0.5:
             raise ValueError(f"`holdout` must be a share in [0, 0.5]; got {self.holdout}")
         if self.table_refresh_max_kimg is not None and not self.table_refresh_max_kimg > 0:
@@ -227,3 +237,23 @@ class Execution:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown `precision` {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.device != "auto":
+            check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """ValueError, in one line, for a device string torch does not know or a GPU that is not there."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown `device` {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"`device` {device}: torch sees no CUDA GPU on this machine; use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"`device` {device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type != "cpu":
+        raise ValueError(f"`device` {device}: only cpu and cuda are supported")

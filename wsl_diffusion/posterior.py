@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import norm
 
+from wsl_diffusion._validate import check_numbers
 from wsl_diffusion.model.precond import denoise_classes, denoising_error
 
 SCHEDULES = ("grid", "uniform", "interval", "median")
@@ -92,6 +93,7 @@ class PosteriorConfig:
     sigma_data: float = 0.5
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown sigma schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.weighting not in WEIGHTINGS:
@@ -104,6 +106,8 @@ class PosteriorConfig:
             raise ValueError("give both sigma_lo and sigma_hi, or neither")
         if self.sigma_lo is not None and not 0 < self.sigma_lo <= self.sigma_hi:
             raise ValueError("need 0 < sigma_lo <= sigma_hi")
+        if not (self.delta > 0 and 0 < self.sigma_min < self.sigma_max and self.p_std > 0 and self.sigma_data > 0):
+            raise ValueError("need delta > 0, 0 < sigma_min < sigma_max, p_std > 0 and sigma_data > 0")
         if self.keep_classes is not None and self.keep_classes < 1:
             raise ValueError("keep_classes must be >= 1 (or None for no class pruning)")
         if self.keep_classes is not None and not 1 <= self.prune_sigmas < self.num_sigmas:

@@ -9,6 +9,8 @@ plus the conditioning labels).
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -112,8 +114,8 @@ def sample_per_class(net, *, per_class: int, seed: int = 0, guidance: float = 0.
         raise ValueError(f"per_class must be >= 1; got {per_class}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    if guidance < 0:
-        raise ValueError(f"guidance must be >= 0 (0 = plain conditional sampling); got {guidance}")
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"`guidance` must be a finite number >= 0 (0 = plain conditional sampling); got {guidance}")
     classes = list(range(net.num_classes)) if classes is None else [int(c) for c in classes]
     if any(not 0 <= c < net.num_classes for c in classes):
         raise ValueError(f"classes must lie in [0, {net.num_classes}); got {classes}")

@@ -42,3 +42,30 @@ def test_class_pruning_through_api(tiny_run, digits_small):
     probs = clf.predict_proba(test.images[:10])
     assert ((probs > 0).sum(1) <= 2).all()
     assert clf.last_nfe_per_image == 10 * 1 + 2 * 2
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 3, np.nan, x), "NaN or inf"),
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 3, np.inf, x), "NaN or inf"),
+    (lambda x: (x + 1) * 127.5, "must lie in \\[-1, 1\\]"),  # 0..255 floats
+    (lambda x: x.astype(np.complex64), "dtype complex64"),
+    (lambda x: np.round((x + 1) * 127.5).astype(np.int64), "must be uint8"),
+    (lambda x: x[:0], "no images"),
+    (lambda x: x[:, 0], "\\(N, C, H, W\\)"),
+])
+def test_inputs_the_model_would_misread_are_rejected(tiny_run, digits_small, make, needle):
+    """Model-space floats are the contract: anything else is a ValueError that says what to do,
+    never NaN probabilities or a silent truncation."""
+    _, test = digits_small
+    clf = DiffusionClassifier.from_run(tiny_run)
+    good = to_model_space(test.images[:4]).numpy()
+    assert np.isfinite(clf.predict_proba(good)).all()
+    with pytest.raises(ValueError, match=needle):
+        clf.predict_proba(make(good))
+
+
+def test_uint8_pixels_as_a_torch_tensor_match_the_numpy_array(tiny_run, digits_small):
+    _, test = digits_small
+    clf = DiffusionClassifier.from_run(tiny_run)
+    np.testing.assert_array_equal(clf.predict_proba(torch.from_numpy(test.images[:4])),
+                                  clf.predict_proba(test.images[:4]))

@@ -67,3 +67,31 @@ def test_configs_saved_with_execution_settings_still_load():
         TrainConfig.from_dict({**TrainConfig().to_dict(), "not_a_field": 1})
     with pytest.raises(ValueError, match="`precision`"):
         Execution(precision="fp8")
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"lr": float("nan")}, "`lr` must be finite"),
+    ({"lambda_cls": float("inf")}, "`lambda_cls` must be finite"),
+    ({"total_kimg": "12"}, "`total_kimg` must be a number"),
+    ({"subset": True}, "`subset` must be a number"),
+    ({"ema_halflife_kimg": -1.0}, "ema_halflife_kimg"),
+    ({"samples_per_class": -1}, "samples_per_class"),
+])
+def test_configs_reject_non_finite_and_out_of_range_numbers(changes, needle):
+    with pytest.raises(ValueError, match=needle):
+        TrainConfig(**changes)
+
+
+def test_posterior_config_rejects_nan():
+    from wsl_diffusion.posterior import PosteriorConfig
+
+    with pytest.raises(ValueError, match="`temperature` must be finite"):
+        PosteriorConfig(temperature=float("nan"))
+
+
+@pytest.mark.parametrize("device,needle", [("bogus", "unknown `device`"), ("cuda:99", "cuda")])
+def test_execution_rejects_devices_that_are_not_there(device, needle):
+    if device.startswith("cuda") and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    with pytest.raises(ValueError, match=needle):
+        Execution(device=device)
