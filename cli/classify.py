@@ -72,7 +72,10 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, boo
             arr = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path}: the image declares more pixels than PIL's safety limit (a decompression bomb?); "
+                         "left out") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__})") from None
     if c == 1:
         arr = arr[..., None]

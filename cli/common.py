@@ -146,6 +146,23 @@ def parse_positive_ints(text: str, flag: str) -> list[int]:
     return sorted(set(values))
 
 
+def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the flags the user actually typed in `argv` (not the defaults): the
+    parser is re-run with every default suppressed, so only given options land in the namespace."""
+    saved = [(action, action.default) for action in parser._actions]
+    saved_defaults = dict(parser._defaults)
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        namespace = parser.parse_args(argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+        parser._defaults.update(saved_defaults)
+    return set(vars(namespace))
+
+
 # Library parameter names whose flag is not simply "--" + the name with dashes.
 PARAMETER_FLAGS: dict[str, str] = {
     "total_kimg": "--kimg",

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error (already printed as one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.argv = argv[1:]  # the subcommand's own arguments, to tell given flags from defaults
     try:
         return int(args.run(args) or 0)
     except (ValueError, OSError) as exc:

@@ -16,15 +16,15 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, print_dataset_notes,
-                        set_threads, spec_from_args)
+from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
+                        print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, TIE_BREAKS, TRANSITIONS, Execution,
                                   TrainConfig)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.run import load_config, make_labels
+from wsl_diffusion.run import check_run_dir, load_config, make_labels
 from wsl_diffusion.training.loop import TrainingDiverged, train
 
 EXIT_DIVERGED = 3
@@ -102,22 +102,29 @@ def parse_pair(text: str, flag: str) -> tuple[float, float]:
     return lo, hi
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
-    lo, hi = parse_pair(args.sigmas, "--sigmas")
-    supervision = None if args.labels else spec_from_args(args).to_dict()
-    # A dataset path is stored absolute so that --resume and `evaluate` find it from any directory.
-    dataset = args.dataset
+def resolved_dataset(dataset: str) -> str:
+    """A dataset path is stored absolute so that --resume and `evaluate` find it from any directory."""
     if dataset != "digits" and Path(dataset).expanduser().exists():
-        dataset = str(Path(dataset).expanduser().resolve())
+        return str(Path(dataset).expanduser().resolve())
+    return dataset
+
+
+def posterior_from_args(args: argparse.Namespace) -> PosteriorConfig:
+    lo, hi = parse_pair(args.sigmas, "--sigmas")
+    return PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
+                           keep_classes=args.table_keep_classes or None,
+                           prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    supervision = None if args.labels else spec_from_args(args).to_dict()
     return TrainConfig(
-        dataset=dataset, subset=args.subset, on_bad_image=args.on_bad_image,
+        dataset=resolved_dataset(args.dataset), subset=args.subset, on_bad_image=args.on_bad_image,
         labels_file=str(Path(args.labels).resolve()) if args.labels else None,
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
         lambda_cls=args.lambda_cls, labelled_share=args.labelled_share, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.total_kimg if args.total_kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
-        posterior=PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
-                                  keep_classes=args.table_keep_classes or None,
-                                  prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1),
+        posterior=posterior_from_args(args),
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
@@ -126,18 +133,65 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+# Flags a resume may change: how long and where the run goes on, and what it prints.
+RESUMABLE_FLAGS = frozenset({"total_kimg", "device", "threads", "quiet", "json", "out", "resume"})
+SUPERVISION_KEYS = {"supervision": "supervision", "noise": "noise", "rate": "rate", "class_map": "class_map", "q": "q",
+                    "class_dependent": "class_dependent", "labelled_fraction": "labelled_fraction",
+                    "positive_classes": "positive_classes", "corruption_seed": "seed"}
+
+
+def resume_changes(args: argparse.Namespace, given: set[str], saved: TrainConfig) -> list[str]:
+    """'--flag VALUE (saved SAVED)' for every given flag that would change the saved run."""
+    changes = []
+
+    def differs(dest: str, value, saved_value) -> None:
+        if value != saved_value:
+            shown = getattr(args, dest)
+            changes.append(f"{flag_for(dest, args.parser)} {shown} (saved: {saved_value})")
+
+    for dest in sorted(given & set(SUPERVISION_KEYS)):
+        value = getattr(args, dest)
+        if saved.supervision is None:
+            changes.append(f"{flag_for(dest, args.parser)} (saved: labels from {saved.labels_file})")
+        else:
+            differs(dest, list(value) if isinstance(value, tuple) else value, saved.supervision.get(SUPERVISION_KEYS[dest]))
+    if given & {"sigmas", "num_sigmas", "table_keep_classes"}:
+        if posterior_from_args(args) != saved.posterior:
+            changes.append(f"--sigmas/--num-sigmas/--table-keep-classes (saved: {saved.posterior.to_dict()})")
+    for dest in sorted(given - RESUMABLE_FLAGS - set(SUPERVISION_KEYS) - {"sigmas", "num_sigmas", "table_keep_classes"}):
+        value = getattr(args, dest)
+        if dest == "labels":
+            differs(dest, str(Path(value).resolve()), saved.labels_file)
+        elif dest == "dataset":
+            differs(dest, resolved_dataset(value), saved.dataset)
+        elif dest == "checkpoint_kimg":
+            differs(dest, value, saved.checkpoint_every_kimg)
+        elif dest == "table_refresh_max_kimg":
+            differs(dest, value or None, saved.table_refresh_max_kimg)
+        else:
+            differs(dest, value, getattr(saved, dest))
+    return changes
+
+
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
+    execution = Execution(device=args.device)
     console = Console(stderr=True)
     out = Path(args.out)
     if args.resume:
         config = load_config(out)
-        if args.total_kimg is not None:  # the only setting of the run a resume may change: extend it
+        given = given_flags(args.parser, args.argv) if hasattr(args, "argv") else set()
+        changes = resume_changes(args, given, config)
+        if changes:
+            raise ValueError(f"--resume continues the run saved in {out} as it was; these flags would change it: "
+                             f"{'; '.join(changes)}. Drop them, or start a new --out")
+        if args.total_kimg is not None:  # a resume may extend the run (and change device, threads, output)
             config = config.replace(total_kimg=args.total_kimg)
     else:
         if args.labels is None and args.supervision is None:
             raise ValueError("say what labels to train on: --supervision KIND (with its flags) or --labels FILE")
         config = build_config(args)
+    check_run_dir(out, resume=args.resume)  # before anything is printed: errors stay one line
     train_data, test_data = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
     labels = make_labels(config, train_data)
     if not args.json:  # printed once the inputs are known to be valid: errors stay one line
@@ -146,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = train(config, out, train_data=train_data, labels=labels, test_data=test_data,
                         test_targets=targets_in_label_space(labels, test_data.targets), resume=args.resume,
-                        execution=Execution(device=args.device), progress=not (args.quiet or args.json), console=console)
+                        execution=execution, progress=not (args.quiet or args.json), console=console)
     except TrainingDiverged as exc:
         console.print(f"[red]wsl-diff train: error:[/red] {exc}")
         return EXIT_DIVERGED

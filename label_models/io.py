@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -180,27 +181,33 @@ def _read_npz(p: Path) -> ImpreciseLabels:
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{p}: not a readable .npz label file ({exc})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable .npz label file ({type(exc).__name__}: {exc})") from None
     for key in ("labels", "kind"):
         if key not in arrays:
             raise ValueError(f"{p}: not a label file (no {key!r} array); write label files with save_labels")
-    version = int(arrays.get("format_version", FORMAT_VERSION))
+    version = np.asarray(arrays.get("format_version", FORMAT_VERSION))
+    if version.ndim != 0 or version.dtype.kind not in "iu":
+        raise ValueError(f"{p}: format_version must be one integer; got {version.dtype} of shape {version.shape}")
+    version = int(version)
     if version > FORMAT_VERSION:
         raise ValueError(f"{p}: label-file format {version} is newer than this library ({FORMAT_VERSION}); upgrade")
     try:
         meta = json.loads(str(arrays["meta_json"])) if "meta_json" in arrays else {}
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p}: meta_json is not valid JSON ({exc})") from None
-    return ImpreciseLabels(
-        matrix=arrays["labels"],
-        kind=str(arrays["kind"]),
-        observed=arrays.get("observed"),
-        true_labels=arrays.get("true_labels"),
-        transition_matrix=arrays.get("transition_matrix"),
-        class_prior=arrays.get("class_prior"),
-        meta=meta,
-    )
+    try:
+        return ImpreciseLabels(
+            matrix=arrays["labels"],
+            kind=str(arrays["kind"]),
+            observed=arrays.get("observed"),
+            true_labels=arrays.get("true_labels"),
+            transition_matrix=arrays.get("transition_matrix"),
+            class_prior=arrays.get("class_prior"),
+            meta=meta,
+        )
+    except (TypeError, IndexError) as exc:  # e.g. arrays of a type or shape no label file has
+        raise ValueError(f"{p}: the label arrays are malformed ({exc})") from None
 
 
 def _parse_header_comment(body: str, header: dict[str, Any], where: str) -> None:

@@ -61,14 +61,69 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
+# What every checkpoint `train` writes holds; a file without them is not one of ours.
+CHECKPOINT_KEYS = ("config", "net", "ema", "image_shape", "num_classes", "nimg", "step")
+
+
 def load_checkpoint(path: Path, *, map_location="cpu") -> dict:
+    """A checkpoint written by `save_checkpoint` (weights_only, so a foreign pickle runs no code).
+    ValueError, naming the file, for anything else: truncated, foreign, or missing its parts."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: is this a run directory made by `wsl-diff train`?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why, in one line
         raise ValueError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise ValueError(f"{path} is not a `wsl-diff train` checkpoint (it lacks {', '.join(missing)}); "
+                         "point to a run directory made by `wsl-diff train`")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict, path: Path) -> TrainConfig:
+    """The TrainConfig stored in a checkpoint; ValueError naming `path` if it is unreadable."""
+    try:
+        return TrainConfig.from_dict(json.loads(ckpt["config"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the config stored in the checkpoint is unreadable ({exc})") from None
+
+
+def check_run_dir(run_dir: Path, *, resume: bool) -> None:
+    """Fail early, in one line, when `run_dir` cannot take this call: a new run where one exists,
+    or a resume where there is no checkpoint. `train` checks again under its lock."""
+    ckpt = Path(run_dir) / CHECKPOINT_NAME
+    if resume and not ckpt.is_file():
+        raise ValueError(f"{run_dir} has no {CHECKPOINT_NAME} to resume from; start the run without `resume`")
+    if not resume and ckpt.exists():
+        raise ValueError(f"{run_dir} already holds a run; use `resume` to continue it or choose another `run_dir`")
+
+
+def clean_after_crash(run_dir: Path, *, step: int, refreshes: int) -> None:
+    """Before a resume: remove temporary checkpoint files a killed write left behind, and cut
+    stats.jsonl back to what the checkpoint knows (log records up to its step, table refreshes
+    up to its count), so the resumed run does not log the lost steps twice."""
+    run_dir = Path(run_dir)
+    for tmp in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    stats = run_dir / STATS_NAME
+    if not stats.is_file():
+        return
+    kept = []
+    for line in stats.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut by the kill
+            continue
+        if not isinstance(record, dict):
+            continue
+        if "refresh" in record and record["refresh"] > refreshes:
+            continue
+        if "step" in record and record["step"] > step:
+            continue
+        kept.append(line)
+    atomic_write_text(stats, "".join(line + "\n" for line in kept))
 
 
 def save_config(run_dir: Path, config: TrainConfig) -> None:
@@ -80,7 +135,10 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise ValueError(f"{run_dir} has no {CONFIG_NAME}; is it a run directory made by `wsl-diff train`?")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable run config ({exc}); restore it or start a new run") from None
 
 
 @contextlib.contextmanager
@@ -119,13 +177,29 @@ def build_denoiser(config: TrainConfig, image_shape, num_classes: int) -> EDMDen
                        config=network_preset(config.model), sigma_data=config.sigma_data)
 
 
+def build_model_from(ckpt: dict, config: TrainConfig, path: Path, *, weights: str) -> EDMDenoiser:
+    """The denoiser a checkpoint describes with its `weights` ("net" or "ema") loaded; ValueError
+    naming `path` when they do not fit (another preset, class count or image size)."""
+    try:
+        net = build_denoiser(config, [int(v) for v in ckpt["image_shape"]], int(ckpt["num_classes"]))
+        net.load_state_dict(ckpt[weights])
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: the weights do not fit the model its config describes ({first}); "
+                         "the checkpoint is damaged or from another version") from None
+    return net
+
+
 def load_model(run_dir: Path, *, device="cpu", use_ema: bool = True) -> tuple[EDMDenoiser, dict, TrainConfig]:
     """A trained denoiser (EMA weights by default, eval mode, no gradients), its checkpoint dict
     (log_prior, temperature, class_names, ...) and its config."""
-    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME, map_location=device)
-    config = TrainConfig.from_dict(json.loads(ckpt["config"]))
-    net = build_denoiser(config, ckpt["image_shape"], ckpt["num_classes"])
-    net.load_state_dict(ckpt["ema" if use_ema else "net"])
+    path = Path(run_dir) / CHECKPOINT_NAME
+    ckpt = load_checkpoint(path, map_location=device)
+    config = checkpoint_config(ckpt, path)
+    net = build_model_from(ckpt, config, path, weights="ema" if use_ema else "net")
+    if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()):
+        raise ValueError(f"{path}: the model's weights hold NaN or inf (the run diverged); "
+                         "resume from an earlier checkpoint or train again with a lower --lr")
     return net.to(device).eval().requires_grad_(False), ckpt, config
 
 

@@ -62,3 +62,45 @@ def test_train_cli_end_to_end_json(tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["finished"] and summary["steps"] == 7
     assert (out / "checkpoint.pt").is_file() and (out / "samples.png").is_file()
+
+
+def test_given_flags_are_the_typed_ones_even_when_equal_to_the_default():
+    from cli.common import given_flags
+    from cli.main import build_parser
+
+    parser = build_parser({"train": "cli.train"})
+    sub = parser.parse_args(["train", "--out", "x"]).parser
+    assert given_flags(sub, ["--out", "x", "--lr", "0.001", "--label-seed", "3"]) == {"out", "lr", "corruption_seed"}
+    assert sub.get_default("lr") == 1e-3  # the defaults are back afterwards
+
+
+def test_every_train_flag_is_either_resumable_or_checked_against_the_saved_run():
+    """A flag the resume check does not know would crash it (AttributeError) or slip through."""
+    from dataclasses import fields
+
+    from cli.main import build_parser
+    from cli.train import RESUMABLE_FLAGS, SUPERVISION_KEYS
+    from wsl_diffusion.config import TrainConfig
+
+    sub = build_parser({"train": "cli.train"}).parse_args(["train", "--out", "x"]).parser
+    config_fields = {f.name for f in fields(TrainConfig)}
+    special = {"labels", "checkpoint_kimg", "sigmas", "num_sigmas", "table_keep_classes"}
+    for action in sub._actions:
+        if action.dest == "help":
+            continue
+        assert action.dest in RESUMABLE_FLAGS | set(SUPERVISION_KEYS) | special | config_fields, action.dest
+
+
+def test_resume_accepts_the_run_flags_and_rejects_changed_ones(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = ["train", "--supervision", "noisy", "--rate", "0.2", "--model", "tiny", "--batch-size", "16",
+            "--num-sigmas", "2", "--table-keep-classes", "0", "--samples-per-class", "0", "--lr", "0.002",
+            "--out", out, "--quiet", "--threads", "1"]
+    assert run_cli([*base, "--kimg", "0.032"], capsys)[0] == 0
+    # the same flags again, a longer run, other threads: allowed
+    code, _, err = run_cli([*base, "--resume", "--kimg", "0.064", "--threads", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["train", "--out", out, "--resume", "--lr", "0.001", "--rate", "0.3", "--model", "tiny"],
+                           capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--lr 0.001 (saved: 0.002)" in err and "--rate 0.3 (saved: 0.2)" in err and "--model" not in err

@@ -41,7 +41,8 @@ from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels)
 from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
-                               build_denoiser, load_checkpoint, run_lock, save_checkpoint, save_config)
+                               build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
+                               load_checkpoint, run_lock, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.training import distributed as dist_utils
 from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, forward_corrected_loss, nnpu_loss,
@@ -177,12 +178,10 @@ def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.
                       refresh_interval_kimg=first_refresh_kimg, next_refresh_nimg=round(first_refresh_kimg * 1000))
 
 
-def load_state(ckpt: dict, config: TrainConfig, device) -> TrainState:
-    net = build_denoiser(config, ckpt["image_shape"], ckpt["num_classes"])
-    net.load_state_dict(ckpt["net"])
-    net.to(device)
+def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainState:
+    net = build_model_from(ckpt, config, path, weights="net").to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    ema.load_state_dict(ckpt["ema"])
+    ema.load_state_dict(build_model_from(ckpt, config, path, weights="ema").state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     opt.load_state_dict(ckpt["optimizer"])
     gen = torch.Generator()
@@ -516,17 +515,19 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     transition0 = initial_transition(labels, config)
 
     ckpt_path = run_dir / CHECKPOINT_NAME
+    check_run_dir(run_dir, resume=resume)
     if resume:
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        saved = TrainConfig.from_dict(json.loads(ckpt["config"]))
+        saved = checkpoint_config(ckpt, ckpt_path)
         if saved.replace(total_kimg=config.total_kimg) != config:
-            raise ValueError(f"`resume`: the config differs from the one saved in {run_dir} "
+            changed = [f"`{k}`" for k, v in config.to_dict().items() if saved.to_dict()[k] != v and k != "total_kimg"]
+            raise ValueError(f"`resume`: {', '.join(changed)} differ from the run saved in {run_dir} "
                              "(only `total_kimg` may change); start a new `run_dir` instead")
-        state = load_state(ckpt, config, device)
+        state = load_state(ckpt, config, device, ckpt_path)
+        if ctx.is_main:
+            clean_after_crash(run_dir, step=state.step, refreshes=state.refreshes)
         transition = None if state.transition is None else state.transition.numpy()
     else:
-        if ckpt_path.exists():
-            raise ValueError(f"{run_dir} already holds a run; use `resume` to continue it or choose another `run_dir`")
         prior_t = transition0 if config.transition == "oracle" else None
         state = new_state(config, image_shape, num_classes, initial_log_prior(labels, transition_matrix=prior_t),
                           n_train, device, transition=transition0, first_refresh_kimg=config.refresh_kimg(labels.kind))
@@ -584,9 +585,11 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                 loss, stats = step_loss(config, state, model, local, images=images, labels=labels, **tensors)
             loss_value = dist_utils.all_reduce_mean(loss.detach(), ctx)
             if not math.isfinite(float(loss_value)):
+                kept = (f"the last good checkpoint in {run_dir} was kept" if ckpt_path.exists()
+                        else "no checkpoint had been written yet")
                 raise TrainingDiverged(
                     f"loss became {float(loss_value)} at kimg {state.nimg / 1000:.1f} (step {state.step}); "
-                    f"stopped, the last good checkpoint in {run_dir} was kept — lower `lr` or check the data")
+                    f"stopped, {kept} — lower `lr` or check the data")
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

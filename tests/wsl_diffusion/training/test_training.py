@@ -64,7 +64,7 @@ def test_resume_refuses_changed_config(tmp_path, digits_small):
     labels = partial_labels(train_data)
     cfg = tiny_config()
     train(cfg, tmp_path, train_data=train_data, labels=labels, progress=False, max_steps=2)
-    with pytest.raises(ValueError, match="config differs"):
+    with pytest.raises(ValueError, match="differ from the run saved"):
         train(cfg.replace(lr=1e-2), tmp_path, train_data=train_data, labels=labels, progress=False, resume=True)
     # extending the run is allowed
     train(cfg.replace(total_kimg=cfg.total_kimg * 2), tmp_path, train_data=train_data, labels=labels,
@@ -80,8 +80,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_s
     before = load_checkpoint(tmp_path / "checkpoint.pt")
     # an absurd learning rate without clipping drives the weights to inf within a few steps
     bad = good.replace(lr=1e30, grad_clip=0.0, total_kimg=40 * 16 / 1000, checkpoint_every_kimg=1.0)
-    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+    with pytest.raises(TrainingDiverged) as diverged:
         train(bad, tmp_path / "bad", train_data=train_data, labels=labels, progress=False)
+    # the message says a checkpoint was kept exactly when one exists
+    assert ("checkpoint in" in str(diverged.value)) == (tmp_path / "bad" / "checkpoint.pt").exists()
     assert not (tmp_path / "bad" / "checkpoint.pt").exists() or all(
         torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "bad" / "checkpoint.pt")["net"].values())
     after = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -213,3 +215,79 @@ def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path, digits_smal
         holder.wait()
     train(tiny_config(), tmp_path, train_data=train_data, labels=labels, progress=False)  # the lock died with it
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+
+
+def noisy_gaussian_labels(y, rate=0.4, seed=0):
+    return corrupt(y, num_classes=4, spec=CorruptionSpec(supervision="noisy", rate=rate, seed=seed))
+
+
+def test_the_safeguard_keeps_every_label_while_the_model_is_uninformative(gaussian_denoiser):
+    """An untrained network explains the held-out noisy labels no better than the prior: the
+    test does not trust it, the table is the prior, so the restricted table picks exactly the
+    observed labels, and T stays where it started."""
+    from wsl_diffusion.run import build_denoiser
+    from wsl_diffusion.training.loop import holdout_split
+
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=100)
+    labels = noisy_gaussian_labels(y)
+    cfg = TrainConfig(model="tiny", holdout=0.25,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0, num_sigmas=3))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        untrained = build_denoiser(cfg, images.shape[1:], 4).eval()
+    state, tensors = refresh_state(untrained, labels, cfg, images)
+    t0 = state.transition.clone()
+    _, held = holdout_split(cfg, "noisy", len(images))
+    info = refresh_table(state, cfg, images, tensors, labels, held=held)
+    assert info["model_trusted"] is False
+    kept = (state.table * tensors["lik"]).argmax(dim=1).numpy()
+    assert (kept == labels.observed).all()
+    assert torch.equal(state.transition, t0)
+
+
+def test_the_safeguard_trusts_a_model_that_classifies(gaussian_denoiser):
+    """The exact class-conditional model explains the held-out labels far better than the prior:
+    trusted, and the table moves labels towards the truth (more true classes than the labels)."""
+    from wsl_diffusion.training.loop import holdout_split
+
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=100)
+    labels = noisy_gaussian_labels(y)
+    cfg = TrainConfig(holdout=0.25, posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0,
+                                                               num_sigmas=3))
+    state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+    _, held = holdout_split(cfg, "noisy", len(images))
+    info = refresh_table(state, cfg, images, tensors, labels, held=held)
+    assert info["model_trusted"] is True and info["heldout_gain"] > 2 * info["heldout_gain_stderr"]
+    table_labels = (state.table * tensors["lik"]).argmax(dim=1).numpy()
+    assert (table_labels == y).mean() > (labels.observed == y).mean() + 0.2
+
+
+def test_held_out_rows_are_never_drawn_into_a_batch():
+    from wsl_diffusion.training.loop import draw_indices, holdout_split
+
+    cfg = TrainConfig(holdout=0.2)
+    rows, held = holdout_split(cfg, "noisy", 500)
+    assert len(held) == 100 and len(set(rows.tolist()) | set(held.tolist())) == 500
+    drawn = draw_indices(20000, 500, torch.Generator().manual_seed(0), rows=rows)
+    assert not set(drawn.tolist()) & set(held.tolist())
+    assert holdout_split(cfg, "partial", 500)[1].numel() == 0  # only noisy labels hold rows out
+    assert torch.equal(holdout_split(cfg, "noisy", 500)[1], held)  # the same rows on resume
+
+
+def test_resume_after_a_crash_logs_every_step_once_and_removes_stale_temporaries(tmp_path, digits_small):
+    """Crash after step 5 (last checkpoint at step 4) with a half-written checkpoint left behind:
+    the resume removes the temporary file and cuts stats.jsonl back to step 4, so each step and
+    each refresh appears exactly once when the run is done."""
+    train_data, _ = digits_small
+    labels = partial_labels(train_data)
+    cfg = tiny_config()
+    train(cfg, tmp_path, train_data=train_data, labels=labels, progress=False, max_steps=5)
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train(cfg, tmp_path, train_data=train_data, labels=labels, progress=False, resume=True)
+    assert not stale.exists()
+    records = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "step" in r]
+    refreshes = [r["refresh"] for r in records if "refresh" in r]
+    assert steps == list(range(1, 7))
+    assert refreshes == list(range(1, len(refreshes) + 1))
