@@ -335,7 +335,7 @@ def _load_tar(path: Path, spec: str, *, subset: int | None, on_error: str):
                         del bucket[subset:]
                 elif parts[-1] in CIFAR_FILES:
                     pickles[parts[-1]] = data
-    except (ValueError, EOFError, OSError) as exc:  # gzip/bz2/lzma raise OSError/EOFError on bad data
+    except (EOFError, OSError) as exc:  # a net: walk_tar reports a bad archive as a ValueError naming it
         raise ValueError(f"cannot read archive {spec}: {' '.join(str(exc).split())}; "
                          "is it a complete .tar/.tar.gz file?") from None
     roots = sorted({prefix for prefix, split, _ in buckets if split == "train"})
