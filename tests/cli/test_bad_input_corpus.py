@@ -168,7 +168,54 @@ def config_json_unknown_key(tmp_path, run_dir):
     return ["train", "--out", str(run_dir), "--resume"]
 
 
+# ---------------------------------------------------------------------------------------------
+# Archives (the tar reader's own cases: tests/wsl_diffusion/data/test_tar.py)
+
+
+def _image_tar(tmp_path, fmt) -> bytes:
+    """A train/test x two-class PNG dataset as tar bytes, each member with a pax comment."""
+    import tarfile
+
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(3):
+                _write_png(root / split / cls / f"{i}.png")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for path in sorted(root.rglob("*.png")):
+            info = tar.gettarinfo(path, arcname=path.relative_to(root).as_posix())
+            info.pax_headers = {"comment": "x"} if fmt == tarfile.PAX_FORMAT else {}
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    return buf.getvalue()
+
+
+def tar_cut_at_a_member_boundary(tmp_path, run_dir):
+    import tarfile
+
+    raw = _image_tar(tmp_path, tarfile.GNU_FORMAT)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        tenth = tar.getmembers()[9]
+    end = tenth.offset_data + -(-tenth.size // 512) * 512  # 10 of 12 images (1 of 3 of train/b), no end marker
+    (tmp_path / "cut.tar").write_bytes(raw[:end])
+    return [*TRAIN, "--dataset", str(tmp_path / "cut.tar"), *_out(tmp_path)]
+
+
+def tar_pax_record_of_length_zero(tmp_path, run_dir):
+    import tarfile
+
+    raw = _image_tar(tmp_path, tarfile.PAX_FORMAT)
+    assert b"13 comment=x\n" in raw
+    (tmp_path / "pax0.tar").write_bytes(raw.replace(b"13 comment=x\n", b"00 comment=x\n", 1))
+    return [*TRAIN, "--dataset", str(tmp_path / "pax0.tar"), *_out(tmp_path)]
+
+
 CASES = {
+    # archives
+    "tar cut at a member boundary": tar_cut_at_a_member_boundary,
+    "tar with a pax record of length 0": tar_pax_record_of_length_zero,
     # flags
     "threads -1": flag("--threads", "-1"),
     "device bogus": flag("--device", "bogus"),
