@@ -18,8 +18,8 @@ from rich.console import Console
 
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
-from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, TIE_BREAKS, TRANSITIONS, Execution,
-                                  TrainConfig)
+from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
+                                  Execution, TrainConfig)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -59,6 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
     m.add_argument("--table-keep-label", action="store_true",
                    help="also refine the one class a label singles out when the table's pruning drops it (off: see README)")
+    m.add_argument("--table-pruned", choices=TABLE_PRUNED, default="zero",
+                   help="the table's value for classes its pruning dropped: zero (default) or coarse (their "
+                        "all-class posterior; see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -127,6 +130,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         posterior=posterior_from_args(args),
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
+        table_pruned=args.table_pruned,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
         holdout=args.holdout, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

@@ -13,6 +13,7 @@ GEN_FORMS = ("em", "wdsm")
 TRANSITIONS = ("estimate", "assumed", "oracle")
 NOISY_CLS = ("elr", "forward")
 TIE_BREAKS = ("random", "index")
+TABLE_PRUNED = ("zero", "coarse")
 CLS_LOGITS = ("elbo", "table")
 PRECISIONS = ("fp32", "bf16")
 HOLDOUT_MAX_ROWS = 1000  # enough for the one number fitted on them; the rest train
@@ -56,6 +57,9 @@ class TrainConfig:
       fine levels). Off by default: on a trained sym-40
       model it lowered the table's true-class rate from 94.0% to 78.9%, because a pruned z is
       exactly the model rejecting the label, and scoring it in full lets T[z, z] pull it back.
+    table_pruned: what the table holds for the classes its pruning pass dropped: "zero" (the
+      fine posterior as it is) or "coarse" (their all-class posterior from the pruning levels,
+      with the fine levels splitting the kept set's mass; see README).
     transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
       the model's all-class posterior of the pruning pass, from symmetric noise at
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
@@ -100,6 +104,7 @@ class TrainConfig:
     table_settle: float = 0.02  # ... each time fewer than this share of the table's labels moved
     table_tie_break: str = "random"
     table_keep_label: bool = False
+    table_pruned: str = "zero"
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0
@@ -144,6 +149,8 @@ class TrainConfig:
             raise ValueError(f"unknown `transition` {self.transition!r}; choose one of {', '.join(TRANSITIONS)}")
         if self.noisy_cls not in NOISY_CLS:
             raise ValueError(f"unknown `noisy_cls` {self.noisy_cls!r}; choose one of {', '.join(NOISY_CLS)}")
+        if self.table_pruned not in TABLE_PRUNED:
+            raise ValueError(f"unknown `table_pruned` {self.table_pruned!r}; choose one of {', '.join(TABLE_PRUNED)}")
         if self.table_tie_break not in TIE_BREAKS:
             raise ValueError(f"unknown `table_tie_break` {self.table_tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
         if not 0 <= self.table_settle <= 1:

@@ -297,6 +297,14 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
             lik = tensors["lik"] = torch.as_tensor(
                 label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate, transition_matrix=t),
                 dtype=torch.float32, device=lik.device)
+    if config.table_pruned == "coarse" and not bool(torch.isfinite(errors).all()):
+        # A two-stage posterior instead of zeros for the classes pruning dropped: p(kept set) and
+        # every dropped class from the all-class pass, the split within the kept set from the
+        # fine levels. A dropped observed label then keeps the weight its coarse score earns.
+        kept = torch.isfinite(errors)
+        tau_coarse = fit_temperature(coarse, lik, log_prior=state.log_prior)
+        p_coarse = log_posterior(coarse, temperature=tau_coarse, log_prior=state.log_prior).exp()
+        probs = torch.where(kept, probs * (p_coarse * kept).sum(dim=1, keepdim=True), p_coarse)
     if not trusted:
         probs = state.log_prior.exp().expand_as(probs).clone()
     # A table held back by the safeguard does not move because the model is not trusted yet, not

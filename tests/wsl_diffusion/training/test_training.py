@@ -291,3 +291,26 @@ def test_resume_after_a_crash_logs_every_step_once_and_removes_stale_temporaries
     refreshes = [r["refresh"] for r in records if "refresh" in r]
     assert steps == list(range(1, 7))
     assert refreshes == list(range(1, len(refreshes) + 1))
+
+
+def test_a_coarse_table_gives_pruned_classes_their_all_class_posterior(gaussian_denoiser):
+    """table_pruned="coarse": rows sum to 1, no class is exactly 0, and within the kept classes
+    the ratios are the fine posterior's (pruning only decides where the fine levels look)."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=30)
+    labels = noisy_gaussian_labels(y)
+    # high noise levels only: the classes overlap there, so no probability underflows to 0
+    post = PosteriorConfig(schedule="interval", sigma_lo=2.0, sigma_hi=4.0, num_sigmas=3, keep_classes=2,
+                           prune_sigmas=1)
+    tables = {}
+    for mode in ("zero", "coarse"):
+        cfg = TrainConfig(posterior=post, table_pruned=mode, transition="assumed", calibrate_table=False)
+        state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+        refresh_table(state, cfg, images, tensors, labels)
+        tables[mode] = state.table
+    zero, coarse = tables["zero"], tables["coarse"]
+    kept = zero > 0
+    assert (kept.sum(dim=1) == 2).all()
+    torch.testing.assert_close(coarse.sum(dim=1), torch.ones(len(coarse)))
+    assert (coarse > 0).all()
+    ratio = (coarse * kept) / (coarse * kept).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(ratio, zero, atol=1e-5, rtol=1e-4)
