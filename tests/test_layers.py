@@ -8,7 +8,7 @@
     4 wsl_diffusion.run                   a run directory read and written
     5 wsl_diffusion.classifier, .eval     inference and measurement (never the training loop)
     6 wsl_diffusion.training              the loop and its losses
-    7 wsl_diffusion.bench                 the benchmark
+    7 wsl_diffusion.bench, .estimator     the benchmark; the scikit-learn estimator
     8 wsl_diffusion (the package's __init__, the public API)
     9 cli                                 the only place that knows command-line flags
 
@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "wsl_diffusion.run": 4,
     "wsl_diffusion.classifier": 5, "wsl_diffusion.eval": 5,
     "wsl_diffusion.training": 6,
-    "wsl_diffusion.bench": 7,
+    "wsl_diffusion.bench": 7, "wsl_diffusion.estimator": 7,
     "wsl_diffusion": 8,
     "cli": 9,
 }

@@ -29,6 +29,7 @@ _PUBLIC = {
     "Execution": "wsl_diffusion.config",
     "train": "wsl_diffusion.training.loop",
     "DiffusionClassifier": "wsl_diffusion.classifier",
+    "DMISClassifier": "wsl_diffusion.estimator",
     "diffusion_posterior": "wsl_diffusion.posterior",
     "PosteriorConfig": "wsl_diffusion.posterior",
     "load_run": "wsl_diffusion.run",
