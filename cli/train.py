@@ -24,7 +24,7 @@ from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
 from wsl_diffusion.posterior import PosteriorConfig
-from wsl_diffusion.run import check_run_dir, load_config, make_labels
+from wsl_diffusion.run import check_run_dir, load_config, make_labels, run_lock
 from wsl_diffusion.training.loop import TrainingDiverged, train
 
 EXIT_DIVERGED = 3
@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("say what labels to train on: --supervision KIND (with its flags) or --labels FILE")
         config = build_config(args)
     check_run_dir(out, resume=args.resume)  # before anything is printed: errors stay one line
+    with run_lock(out):  # the same for a directory another trainer holds (train() takes it for good)
+        pass
     train_data, test_data = load_dataset(config.dataset, subset=config.subset, on_error=config.on_bad_image)
     labels = make_labels(config, train_data)
     if not args.json:  # printed once the inputs are known to be valid: errors stay one line

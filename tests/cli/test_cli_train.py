@@ -104,3 +104,19 @@ def test_resume_accepts_the_run_flags_and_rejects_changed_ones(tmp_path, capsys)
                            capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--lr 0.001 (saved: 0.002)" in err and "--rate 0.3 (saved: 0.2)" in err and "--model" not in err
+
+
+def test_a_held_run_directory_is_one_line_before_anything_is_printed(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from wsl_diffusion.run import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, err = run_cli(["train", "--supervision", "noisy", "--model", "tiny", "--kimg", "0.1",
+                                "--out", str(tmp_path / "run")], capsys)
+        assert code == 2 and err.strip().splitlines() == [err.strip()] and f"PID {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
