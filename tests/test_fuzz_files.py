@@ -8,15 +8,14 @@ A few hundred examples per format in the default suite; `-m slow` runs ten times
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import signal
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from time_limits import time_limit
 
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.io import load_labels, save_labels
@@ -24,21 +23,6 @@ from label_models.labels import ImpreciseLabels
 
 EXAMPLE_SECONDS = 5.0
 CLEAN_ERRORS = (ValueError, FileNotFoundError)
-
-
-@contextlib.contextmanager
-def deadline(seconds: float = EXAMPLE_SECONDS):
-    """Fail (TimeoutError) if the block runs longer than `seconds`: a hang is a bug to report."""
-    def expire(signum, frame):
-        raise TimeoutError(f"reading took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @st.composite
@@ -81,6 +65,23 @@ def fuzz_settings(examples: int):
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+def fuzz_file(valid: bytes, path, read, check, *, examples: int, seconds: float = EXAMPLE_SECONDS) -> None:
+    """Write mutations of `valid` to `path`; read(path) must raise a clean error or return a
+    result that passes check(result), within `seconds`."""
+    @fuzz_settings(examples)
+    @given(mutations(len(valid)))
+    def run(edits):
+        path.write_bytes(mutate(valid, edits))
+        try:
+            with time_limit(seconds):
+                result = read(path)
+        except CLEAN_ERRORS:
+            return
+        check(result)
+
+    run()
+
+
 def valid_label_bytes(tmp_path, suffix: str) -> bytes:
     labels = corrupt(np.arange(40) % 5, num_classes=5, spec=CorruptionSpec(supervision="partial", q=0.3, seed=0))
     path = tmp_path / f"valid{suffix}"
@@ -88,16 +89,14 @@ def valid_label_bytes(tmp_path, suffix: str) -> bytes:
     return path.read_bytes()
 
 
-def check_label_file(path, data: bytes) -> None:
-    path.write_bytes(data)
-    try:
-        with deadline():
-            labels = load_labels(path, num_classes=5)
-    except CLEAN_ERRORS:
-        return
+def check_labels(labels) -> None:
     assert isinstance(labels, ImpreciseLabels)
     assert labels.matrix.shape == (labels.num_samples, 5)
     assert np.isfinite(labels.matrix).all()
+
+
+def read_labels(path):
+    return load_labels(path, num_classes=5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,14 +105,8 @@ def check_label_file(path, data: bytes) -> None:
 
 @pytest.mark.parametrize("suffix", [".npz", ".csv"])
 def test_mutated_label_files_load_or_fail_cleanly(scale, tmp_path, suffix):
-    valid = valid_label_bytes(tmp_path, suffix)
-
-    @fuzz_settings(200 * scale)
-    @given(mutations(len(valid)))
-    def run(edits):
-        check_label_file(tmp_path / f"fuzzed{suffix}", mutate(valid, edits))
-
-    run()
+    fuzz_file(valid_label_bytes(tmp_path, suffix), tmp_path / f"fuzzed{suffix}", read_labels, check_labels,
+              examples=200 * scale)
 
 
 CSV_TOKENS = st.sampled_from(["0", "1", "-1", "2.5", "nan", "inf", "1e999", "", " ", ",", "\n", "#", "# kind=partial",
@@ -121,10 +114,18 @@ CSV_TOKENS = st.sampled_from(["0", "1", "-1", "2.5", "nan", "inf", "1e999", "", 
 
 
 def test_free_text_csv_label_files_load_or_fail_cleanly(scale, tmp_path):
+    path = tmp_path / "text.csv"
+
     @fuzz_settings(200 * scale)
     @given(st.lists(CSV_TOKENS, max_size=60))
     def run(tokens):
-        check_label_file(tmp_path / "text.csv", "".join(tokens).encode("utf-8", "surrogatepass"))
+        path.write_bytes("".join(tokens).encode("utf-8", "surrogatepass"))
+        try:
+            with time_limit(EXAMPLE_SECONDS):
+                labels = read_labels(path)
+        except CLEAN_ERRORS:
+            return
+        check_labels(labels)
 
     run()
 
@@ -163,39 +164,24 @@ def test_mutated_images_in_a_dataset_folder_load_or_fail_cleanly(scale, tmp_path
             (root / split / cls).mkdir(parents=True)
             (root / split / cls / f"x.{fmt}").write_bytes(valid)
 
-    @fuzz_settings(150 * scale)
-    @given(mutations(len(valid)))
-    def run(edits):
-        (root / "train" / "a" / f"x.{fmt}").write_bytes(mutate(valid, edits))
-        try:
-            with deadline():
-                train, test = load_source(str(root))
-        except CLEAN_ERRORS:
-            return
+    def check(splits):
+        train, test = splits
         assert train.images.dtype == np.uint8 and train.images.ndim == 4 and len(train.images) == 2
         assert train.images.shape[1:] == test.images.shape[1:]
 
-    run()
+    fuzz_file(valid, root / "train" / "a" / f"x.{fmt}", lambda _: load_source(str(root)), check,
+              examples=150 * scale)
 
 
 def test_mutated_images_in_classify_are_read_or_refused_cleanly(scale, tmp_path):
     from cli.classify import read_image
 
-    valid = _png_bytes(1)
-    path = tmp_path / "x.png"
-
-    @fuzz_settings(150 * scale)
-    @given(mutations(len(valid)))
-    def run(edits):
-        path.write_bytes(mutate(valid, edits))
-        try:
-            with deadline():
-                arr, _ = read_image(path, (1, 8, 8))
-        except ValueError:
-            return
+    def check(result):
+        arr, _ = result
         assert arr.shape == (8, 8, 1) and arr.dtype == np.uint8
 
-    run()
+    fuzz_file(_png_bytes(1), tmp_path / "x.png", lambda path: read_image(path, (1, 8, 8)), check,
+              examples=150 * scale)
 
 
 def test_mutated_dataset_npz_files_load_or_fail_cleanly(scale, tmp_path):
@@ -205,21 +191,12 @@ def test_mutated_dataset_npz_files_load_or_fail_cleanly(scale, tmp_path):
     buf = io.BytesIO()
     np.savez_compressed(buf, x_train=rng.integers(0, 256, (20, 8, 8), dtype=np.uint8), y_train=np.arange(20) % 2,
                         x_test=rng.integers(0, 256, (10, 8, 8), dtype=np.uint8), y_test=np.arange(10) % 2)
-    valid = buf.getvalue()
-    path = tmp_path / "data.npz"
-
-    @fuzz_settings(150 * scale)
-    @given(mutations(len(valid)))
-    def run(edits):
-        path.write_bytes(mutate(valid, edits))
-        try:
-            with deadline():
-                train, _ = load_source(str(path))
-        except CLEAN_ERRORS:
-            return
+    def check(splits):
+        train, _ = splits
         assert train.images.dtype == np.uint8 and len(train.images) == len(train.targets)
 
-    run()
+    fuzz_file(buf.getvalue(), tmp_path / "data.npz", lambda path: load_source(str(path)), check,
+              examples=150 * scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,20 +208,12 @@ def test_mutated_checkpoints_load_or_fail_cleanly(scale, tiny_run, tmp_path):
     error or a model; never a pickle crash, a KeyError or a size-mismatch traceback."""
     from wsl_diffusion.run import CHECKPOINT_NAME, build_model_from, checkpoint_config, load_checkpoint
 
-    valid = (tiny_run / CHECKPOINT_NAME).read_bytes()
-    path = tmp_path / CHECKPOINT_NAME
+    def read(path):
+        ckpt = load_checkpoint(path)
+        return build_model_from(ckpt, checkpoint_config(ckpt, path), path, weights="ema")
 
-    @fuzz_settings(100 * scale)
-    @given(mutations(len(valid)))
-    def run(edits):
-        path.write_bytes(mutate(valid, edits))
-        try:
-            with deadline(20.0):
-                ckpt = load_checkpoint(path)
-                config = checkpoint_config(ckpt, path)
-                net = build_model_from(ckpt, config, path, weights="ema")
-        except CLEAN_ERRORS:
-            return
+    def check(net):
         assert isinstance(net, torch.nn.Module)
 
-    run()
+    fuzz_file((tiny_run / CHECKPOINT_NAME).read_bytes(), tmp_path / CHECKPOINT_NAME, read, check,
+              examples=100 * scale, seconds=20.0)

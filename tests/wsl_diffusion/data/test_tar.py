@@ -4,13 +4,11 @@ naming the file -- never a hang, a MemoryError or a silently shorter result."""
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import lzma
 import random
 import re
-import signal
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from time_limits import time_limit
 from PIL import Image
 
 from wsl_diffusion.data.sources import load_source
@@ -29,24 +28,6 @@ SUFFIX = {None: ".tar", "gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz"}
 
 
 # ----------------------------------------------------------------------------- helpers
-class Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Fail (instead of waiting forever) when the body runs longer than `seconds`."""
-    def on_alarm(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def read_all(path: Path) -> list[tuple[str, str, bytes]]:
     with time_limit(5), open_stream(path) as stream:
         return list(walk_tar(stream))
