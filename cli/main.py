@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "cli.demo",
     "sample": "cli.sample",
     "condense": "cli.condense",
+    "find-issues": "cli.find_issues",
 }
 
 EXIT_USAGE = 2

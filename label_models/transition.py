@@ -283,3 +283,17 @@ def estimate_transition_em(class_posteriors: np.ndarray, observed: np.ndarray, *
         if done:
             break
     return t
+
+
+def to_cleanlab_noise_matrix(transition: np.ndarray) -> np.ndarray:
+    """cleanlab's `noise_matrix` from our T: noise_matrix[i, j] = P(label = i | true = j), while
+    T[i, j] = P(observed = j | true = i); one is the other's transpose."""
+    t = np.asarray(transition, dtype=np.float64)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError(f"a transition matrix is square (K, K); got shape {t.shape}")
+    return t.T.copy()
+
+
+def from_cleanlab_noise_matrix(noise_matrix: np.ndarray) -> np.ndarray:
+    """Our T from cleanlab's `noise_matrix` (columns sum to 1 there, rows here)."""
+    return to_cleanlab_noise_matrix(noise_matrix)

@@ -153,3 +153,18 @@ def test_m_step_and_em_commute_with_a_relabelling_of_the_classes():
     em = estimate_transition_em(p, z, init=init)
     em_perm = estimate_transition_em(p[:, perm], inv[z], init=init[np.ix_(perm, perm)])
     np.testing.assert_allclose(em_perm, em[np.ix_(perm, perm)], atol=1e-10)
+
+def test_cleanlab_noise_matrix_is_the_transpose_and_round_trips():
+    """cleanlab's noise_matrix[i, j] = P(label = i | true = j); ours T[i, j] = P(observed = j | true = i)."""
+    from label_models.transition import from_cleanlab_noise_matrix, to_cleanlab_noise_matrix
+
+    t = np.array([[0.7, 0.3, 0.0], [0.1, 0.8, 0.1], [0.0, 0.4, 0.6]])
+    nm = to_cleanlab_noise_matrix(t)
+    np.testing.assert_allclose(nm.sum(axis=0), 1.0)  # cleanlab's columns are distributions
+    assert nm[1, 0] == t[0, 1]  # P(label 1 | true 0)
+    np.testing.assert_array_equal(from_cleanlab_noise_matrix(nm), t)
+    # cleanlab's own validity check agrees (when cleanlab is installed: pip install '.[compare]')
+    noise_generation = pytest.importorskip("cleanlab.benchmarking.noise_generation")
+    noise_matrix_is_valid = noise_generation.noise_matrix_is_valid
+
+    assert noise_matrix_is_valid(nm, py=np.full(3, 1 / 3))
