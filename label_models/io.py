@@ -181,7 +181,10 @@ def _read_npz(p: Path) -> ImpreciseLabels:
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+    # zipfile also raises NotImplementedError (a "version needed" it does not know), RuntimeError
+    # (an encrypted member) and KeyError (a damaged directory) on damaged archives.
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+            KeyError) as exc:
         raise ValueError(f"{p}: not a readable .npz label file ({type(exc).__name__}: {exc})") from None
     for key in ("labels", "kind"):
         if key not in arrays:

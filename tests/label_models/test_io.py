@@ -167,3 +167,16 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert_same(old, load_labels(path))
     assert sorted(os.listdir(tmp_path)) == ["l.npz"]
+
+
+def test_an_npz_whose_zip_needs_an_unknown_version_is_a_value_error(tmp_path):
+    """Found by the slow fuzz run: zipfile raises NotImplementedError for a "version needed to
+    extract" it does not know (here 10.9); that is a damaged label file, not a crash."""
+    path = tmp_path / "labels.npz"
+    save_labels(path, corrupt(np.arange(20) % 4, num_classes=4, spec=CorruptionSpec(supervision="noisy", rate=0.2)))
+    data = bytearray(path.read_bytes())
+    central = data.rindex(b"PK\x01\x02")  # the last central-directory entry
+    data[central + 6] = 109  # "version needed to extract" = 10.9
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a readable .npz label file"):
+        load_labels(path)
