@@ -180,8 +180,7 @@ def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.
 
 def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainState:
     net = build_model_from(ckpt, config, path, weights="net").to(device)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    ema.load_state_dict(build_model_from(ckpt, config, path, weights="ema").state_dict())
+    ema = build_model_from(ckpt, config, path, weights="ema").to(device).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     opt.load_state_dict(ckpt["optimizer"])
     gen = torch.Generator()
