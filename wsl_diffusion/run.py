@@ -3,6 +3,7 @@
     RUN/config.json     the TrainConfig (JSON)              RUN/labels.npz     the imprecise labels
     RUN/checkpoint.pt   state_dicts + config (atomic)       RUN/stats.jsonl    losses, table refreshes
     RUN/summary.json    the last call's summary             RUN/samples.png    one row per class
+    RUN/curves.png      losses and E-step table over kimg
 
 Checkpoints are written to a temporary file in the same folder, flushed and fsync'ed, then moved
 over the old one with os.replace, so a crash mid-write leaves the previous checkpoint intact; they
@@ -38,6 +39,7 @@ LABELS_NAME = "labels.npz"
 STATS_NAME = "stats.jsonl"
 SUMMARY_NAME = "summary.json"
 SAMPLES_NAME = "samples.png"
+CURVES_NAME = "curves.png"
 LOCK_NAME = ".lock"
 
 

@@ -180,6 +180,60 @@ def _summary_lines(table: dict[str, dict[str, Aggregate]]) -> list[str]:
     return [*lines, ""]
 
 
+PLOTS_DIR = "plots"
+T_SETTINGS = ("sym-40", "asym-40", "instance-40")  # where the report shows the estimated T
+
+
+def write_plots(out: Path, records: list[dict]) -> None:
+    """OUT/plots/accuracy.png (vanilla, DMIS and the best baseline of each family per setting, ± std)
+    and OUT/plots/T-<setting>.png (a DMIS run's final estimated T beside the true one) for the
+    noisy settings whose runs are there. Each run's own curves.png is written by `train`."""
+    from label_models.io import load_labels
+
+    from wsl_diffusion.eval.plots import accuracy_bars, transition_heatmaps
+    from wsl_diffusion.run import CHECKPOINT_NAME, LABELS_NAME, load_checkpoint
+
+    table = aggregate(records)
+    rows = []
+    for setting, row in table.items():
+        picks = [("vanilla", row.get("vanilla")), ("DMIS", row.get("dmis"))]
+        picks += [(f"best {family}", _best_of(row, family)) for family in ("sklearn", "neural")]
+        rows += [(setting, name, agg.mean, agg.std) for name, agg in picks if agg is not None and agg.values]
+    if rows:
+        accuracy_bars(rows, Path(out) / PLOTS_DIR / "accuracy.png", title="test accuracy, mean ± std over seeds")
+    for setting in T_SETTINGS:
+        agg = table.get(setting, {}).get("dmis")
+        for run_dir in (agg.run_dirs if agg else [])[:1]:
+            run = Path(out) / run_dir
+            if not (run / CHECKPOINT_NAME).is_file():
+                continue
+            t = load_checkpoint(run / CHECKPOINT_NAME).get("transition")
+            labels = load_labels(run / LABELS_NAME)
+            if t is not None and t.numel():
+                transition_heatmaps(t.double().numpy(), labels.transition_matrix, Path(out) / PLOTS_DIR / f"T-{setting}.png",
+                                    title=f"{setting}, {run_dir}")
+
+
+def _picture_lines(out: Path, table: dict[str, dict[str, Aggregate]]) -> list[str]:
+    """Markdown image links for the plots that exist under OUT."""
+    lines = []
+    if (Path(out) / PLOTS_DIR / "accuracy.png").is_file():
+        lines += ["## Pictures", "", f"![accuracy per setting]({PLOTS_DIR}/accuracy.png)", ""]
+    for setting in T_SETTINGS:
+        if (Path(out) / PLOTS_DIR / f"T-{setting}.png").is_file():
+            lines += [f"Estimated against true T, {setting}:", "", f"![T {setting}]({PLOTS_DIR}/T-{setting}.png)", ""]
+    return lines
+
+
+def curves_link(out: Path, row: dict[str, Aggregate]) -> str | None:
+    """The first DMIS run's curves.png of a setting (losses and the E-step table over kimg)."""
+    agg = row.get("dmis")
+    for run_dir in (agg.run_dirs if agg else []):
+        if (Path(out) / run_dir / "curves.png").is_file():
+            return f"{run_dir}/curves.png"
+    return None
+
+
 def render_report(out: Path, records: list[dict], *, meta: dict) -> str:
     """The Markdown text of report.md. out: where run directories (sample grids) are looked up."""
     table = aggregate(records)
@@ -189,12 +243,17 @@ def render_report(out: Path, records: list[dict], *, meta: dict) -> str:
              "model size). NFE/img: network evaluations per test image of the diffusion classifier.", ""]
     lines += _summary_lines(table)
     lines += comparison_lines(table)
+    lines += _picture_lines(out, table)
     for setting, row in table.items():
         title = describe_setting(setting) if setting in SETTINGS else setting
         lines += [f"## {setting}", "", f"{title}.", ""]
         grid = samples_link(out, row)
         if grid:
             lines += [f"Samples of the diffusion model: [{grid}]({grid})", ""]
+        curves = curves_link(out, row)
+        if curves:
+            lines += ["Training of DMIS (losses, labels moved and true-class rate per E-step):", "",
+                      f"![curves {setting}]({curves})", ""]
         lines += [*method_table(row), ""]
     return "\n".join(lines)
 
@@ -205,6 +264,7 @@ def write_report(out: str | Path, records: list[dict] | None = None, *, meta: di
     records = load_results(out) if records is None else records
     meta = load_meta(out) if meta is None else meta
     path = out / REPORT_NAME
+    write_plots(out, records)
     atomic_write_text(path, render_report(out, records, meta=meta))
     return path
 

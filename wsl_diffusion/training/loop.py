@@ -36,11 +36,12 @@ from label_models.transition import estimate_transition_em, symmetric_transition
 from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
 from wsl_diffusion.data.images import image_grid, save_png
+from wsl_diffusion.eval.plots import training_curves
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels)
-from wsl_diffusion.run import (CHECKPOINT_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
+from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
@@ -637,5 +638,6 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             imgs, _ = sample_per_class(state.ema, per_class=config.samples_per_class, seed=config.seed,
                                        device=device)
             save_png(image_grid(imgs, rows=num_classes), run_dir / SAMPLES_NAME, upscale=4)
+        training_curves(run_dir / STATS_NAME, run_dir / CURVES_NAME)
         atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -100,6 +100,7 @@ def test_run_directory_contents(tmp_path, digits_small):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == cfg
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "labels.npz").is_file()
+    assert (tmp_path / "curves.png").is_file()  # losses and the E-step table over kimg
     lines = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert any("loss_gen" in l for l in lines) and any("refresh" in l for l in lines)
 
