@@ -85,5 +85,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| svc |" in report and "| dmis |" in report and "| vanilla |" in report
     assert (out / "dmis" / "samples.png").is_file() and "dmis/samples.png" in report
+    for picture in ("confusion.png", "transition.png", "dmis/curves.png", "vanilla/curves.png"):
+        assert (out / picture).is_file() and f"({picture})" in report, picture
     labels_meta = json.loads((out / "dmis" / "config.json").read_text())["supervision"]
     assert labels_meta["supervision"] == "noisy" and labels_meta["rate"] == 0.4 and labels_meta["noise"] == "sym"

@@ -23,6 +23,31 @@ DEMO_METHODS = ("dmis", "vanilla")
 DEMO_BASELINE = "svc"
 
 
+def demo_pictures(out: Path, test_data, labels) -> list[str]:
+    """Write and link the demo's pictures: each model's training curves, the DMIS classifier's
+    confusion matrix on the test split and, for noisy labels, its estimated T beside the true one."""
+    from wsl_diffusion.classifier import DiffusionClassifier
+    from wsl_diffusion.data.datasets import targets_in_label_space
+    from wsl_diffusion.eval.plots import confusion_matrix, transition_heatmaps
+    from wsl_diffusion.run import CHECKPOINT_NAME, CURVES_NAME, load_checkpoint
+
+    lines = []
+    for method in DEMO_METHODS:
+        if (out / method / CURVES_NAME).is_file():
+            lines += [f"Training of {method}:", "", f"![{method} curves]({method}/{CURVES_NAME})", ""]
+    clf = DiffusionClassifier.from_run(out / "dmis")
+    truth = targets_in_label_space(labels, test_data.targets)
+    confusion_matrix(truth, clf.predict(test_data.images), out / "confusion.png", class_names=clf.class_names,
+                     title="DMIS on the test split")
+    lines += ["Confusion matrix of the DMIS classifier (rows: true class):", "", "![confusion](confusion.png)", ""]
+    t = load_checkpoint(out / "dmis" / CHECKPOINT_NAME).get("transition")
+    if labels.kind == "noisy" and t is not None and t.numel():
+        transition_heatmaps(t.double().numpy(), labels.transition_matrix, out / "transition.png",
+                            title="T estimated by DMIS (never reads the true one)")
+        lines += ["Estimated against true noise (T[i, j] = P(label j | true i)):", "", "![T](transition.png)", ""]
+    return lines
+
+
 def run_demo(out: str | Path, *, spec: CorruptionSpec, kimg: float = 128.0, model: str = "small", seed: int = 0,
              dataset: str = "digits", data: tuple[ArrayDataset, ArrayDataset] | None = None,
              diffusion_overrides: dict | None = None, progress: bool = True, console=None) -> dict:
@@ -73,6 +98,7 @@ def run_demo(out: str | Path, *, spec: CorruptionSpec, kimg: float = 128.0, mode
     grid = samples_link(out, row)
     if grid:
         lines += [f"Samples of the diffusion model (one row per class): [{grid}]({grid})", ""]
+    lines += demo_pictures(out, test_data, labels)
     lines += [f"Total wall time: {total:.0f} s.", ""]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / REPORT_NAME, "\n".join(lines))

@@ -113,3 +113,28 @@ def accuracy_bars(rows: list[tuple[str, str, float, float]], path, *, title: str
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path, *, class_names=None, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted), counts in the cells."""
+    plt = _pyplot()
+    k = int(max(y_true.max(), y_pred.max())) + 1 if class_names is None else len(class_names)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+    fig, ax = plt.subplots(figsize=(0.45 * k + 2.5, 0.45 * k + 2))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=90 if k > 12 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
