@@ -33,6 +33,13 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _matrix_axes(fig, ax, image, *, xlabel: str) -> None:
+    """Axis labels (rows: the true class) and a colour bar for a class-by-class matrix."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+
+
 def read_stats(stats_path) -> tuple[list[dict], list[dict]]:
     """(step records, refresh records) of a run's stats.jsonl; lines that do not parse are skipped."""
     steps, refreshes = [], []
@@ -85,9 +92,7 @@ def transition_heatmaps(estimated: np.ndarray, true: np.ndarray | None, path, *,
         diff = name.startswith("estimated -")
         image = ax.imshow(m, cmap="RdBu_r" if diff else "viridis", vmin=-0.5 if diff else 0, vmax=0.5 if diff else 1)
         ax.set_title(name)
-        ax.set_xlabel("observed")
-        ax.set_ylabel("true")
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        _matrix_axes(fig, ax, image, xlabel="observed")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -132,9 +137,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path, *, class_name
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     ax.set_xticks(range(k), names, rotation=90 if k > 12 else 0)
     ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    _matrix_axes(fig, ax, image, xlabel="predicted")
     if title:
         ax.set_title(title)
     return _save(fig, path)
