@@ -52,7 +52,8 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     image_shape: (H, W) or (H, W, C) for rows of numbers; None: a zero-padded square.
     positive_unlabelled, pu_class_prior: positive-unlabelled data and its share of positives.
     random_state: the training seed. threads: torch CPU threads during fit (None: leave as is).
-    run_dir: where the run is written (None: a temporary directory).
+    run_dir: where the run is written (None: a temporary directory). It must not hold a run
+      yet, so leave it None when scikit-learn fits clones (cross-validation, grid search).
     """
 
     def __init__(self, supervision: str = "auto", kimg: float = 64.0, model: str = "small",
