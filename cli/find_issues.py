@@ -19,8 +19,8 @@ from typing import Any
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.data.images import image_grid, save_png
 from wsl_diffusion.eval.label_issues import find_label_issues
-from wsl_diffusion.run import aligned_splits, load_config
 from label_models.io import load_labels
+from wsl_diffusion.run import LABELS_NAME, aligned_splits, load_config
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     csv_path = Path(args.csv) if args.csv else run_dir / "label_issues.csv"
     picture = Path(args.picture) if args.picture else run_dir / "label_issues.png"
     issues.write_csv(csv_path)
-    train, _ = aligned_splits(load_config(run_dir), load_labels(run_dir / "labels.npz"))
+    train, _ = aligned_splits(load_config(run_dir), load_labels(run_dir / LABELS_NAME))
     top = issues.index[: args.top]
     rows = max(1, round(len(top) ** 0.5))
     save_png(image_grid(to_model_space(train.images[top]), rows=rows), picture, upscale=4)

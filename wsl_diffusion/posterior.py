@@ -305,9 +305,10 @@ def label_evidence(errors: torch.Tensor, label_likelihood: torch.Tensor, *, log_
     errors, label_likelihood: (N, K) as in `fit_temperature`, on rows the model did NOT train
     on. The posterior gets its own tau fitted on these rows; then per row the log-likelihood
     gain d_n = log sum_y p(z_n | y) p_tau(y | x_n) - log sum_y p(z_n | y) pi(y). Returns the
-    mean gain, its standard error and tau. Since tau -> infinity turns the posterior into the
-    prior, the mean gain is >= 0 up to the tau bound; only a gain well above its standard error
-    says the model has shown it can classify.
+    mean gain, its standard error and tau. With every class scored (finite errors), tau -> infinity
+    turns the posterior into the prior, so the mean gain is >= 0 up to the tau bound; classes
+    pruned to +inf can make it negative. Only a gain well above its standard error says the model
+    has shown it can classify.
     """
     if len(errors) == 0:
         return {"gain": 0.0, "stderr": 0.0, "tau": float("nan"), "rows": 0}

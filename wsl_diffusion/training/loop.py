@@ -297,7 +297,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
             lik = tensors["lik"] = torch.as_tensor(
                 label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate, transition_matrix=t),
                 dtype=torch.float32, device=lik.device)
-    if config.table_pruned == "coarse" and not bool(torch.isfinite(errors).all()):
+    if config.table_pruned == "coarse" and trusted and not bool(torch.isfinite(errors).all()):
         # A two-stage posterior instead of zeros for the classes pruning dropped: p(kept set) and
         # every dropped class from the all-class pass, the split within the kept set from the
         # fine levels. A dropped observed label then keeps the weight its coarse score earns.
