@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1 (the number of test images to evaluate); got {args.limit}")
     if args.limit:
         images, targets = images[: args.limit], targets[: args.limit]
-    schedules = standard_schedules(trained.config.posterior, reference_sigmas=args.reference_sigmas)
+    schedules = standard_schedules(trained.posterior, reference_sigmas=args.reference_sigmas)
     if args.schedules:
         wanted = [s.strip() for s in args.schedules.split(",")]
         unknown = [s for s in wanted if s not in schedules]

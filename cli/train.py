@@ -18,7 +18,7 @@ from rich.console import Console
 
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
-from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
+from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
                                   Execution, TrainConfig)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
@@ -72,8 +72,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--holdout", type=float, default=0.0,
                    help="share of the training images (at most 1000) held out to check the model against the label "
                         "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
+    m.add_argument("--posterior-fit", choices=POSTERIOR_FITS, default="fixed",
+                   help="the posterior table's schedule: fixed (default) keeps --sigmas/--num-sigmas/"
+                        "--table-keep-classes; refit fits its interval, levels and class pruning to the model and "
+                        "labels at refreshes 1, 2, 4, ...; prune fits only the class pruning (see README)")
     m.add_argument("--sigmas", default="0.4,5",
-                   help="classifier interval LO,HI for the posterior table and classification loss")
+                   help="classifier interval LO,HI for the posterior table and classification loss "
+                        "(with --posterior-fit refit: where it starts)")
     m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
     m.add_argument("--table-keep-classes", type=int, default=3,
                    help="posterior table: classes kept after the first 2 levels (0 = score all)")
@@ -127,7 +132,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
         lambda_cls=args.lambda_cls, labelled_share=args.labelled_share, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.total_kimg if args.total_kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
-        posterior=posterior_from_args(args),
+        posterior=posterior_from_args(args), posterior_fit=args.posterior_fit,
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned,

@@ -5,6 +5,7 @@
     1 wsl_diffusion.data, .model          datasets and image files; the networks
     2 wsl_diffusion.posterior, .sampling  the diffusion classifier and the samplers
     3 wsl_diffusion.config                what a run is
+    3 wsl_diffusion.schedule_fit          the posterior's schedule fitted to a model and its labels
     4 wsl_diffusion.run                   a run directory read and written
     5 wsl_diffusion.classifier, .eval     inference and measurement (never the training loop)
     6 wsl_diffusion.training              the loop and its losses
@@ -27,7 +28,7 @@ LAYERS: dict[str, int] = {
     "label_models": 0, "wsl_diffusion._validate": 0,
     "wsl_diffusion.data": 1, "wsl_diffusion.model": 1,
     "wsl_diffusion.posterior": 2, "wsl_diffusion.sampling": 2,
-    "wsl_diffusion.config": 3,
+    "wsl_diffusion.config": 3, "wsl_diffusion.schedule_fit": 3,
     "wsl_diffusion.run": 4,
     "wsl_diffusion.classifier": 5, "wsl_diffusion.eval": 5,
     "wsl_diffusion.training": 6,

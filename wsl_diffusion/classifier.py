@@ -18,7 +18,7 @@ import torch
 
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
-from wsl_diffusion.run import load_model
+from wsl_diffusion.run import load_model, run_posterior
 
 
 # Model-space images are in [-1, 1]; interpolation or float round-off may overshoot a little.
@@ -50,7 +50,7 @@ class DiffusionClassifier:
                  **kwargs) -> "DiffusionClassifier":
         net, ckpt, config = load_model(Path(run_dir), device=device)
         if posterior is None:
-            posterior = config.posterior.replace(keep_classes=None, temperature=float(ckpt["temperature"]))
+            posterior = run_posterior(ckpt, config).replace(keep_classes=None, temperature=float(ckpt["temperature"]))
         names = kwargs.pop("class_names", None) or tuple(ckpt.get("class_names", [])) or None
         return cls(net, posterior=posterior, log_prior=ckpt["log_prior"], class_names=names, device=device, **kwargs)
 

@@ -14,6 +14,7 @@ TRANSITIONS = ("estimate", "assumed", "oracle")
 NOISY_CLS = ("elr", "forward")
 TIE_BREAKS = ("random", "index")
 TABLE_PRUNED = ("zero", "coarse")
+POSTERIOR_FITS = ("refit", "prune", "fixed")
 CLS_LOGITS = ("elbo", "table")
 PRECISIONS = ("fp32", "bf16")
 HOLDOUT_MAX_ROWS = 1000  # enough for the one number fitted on them; the rest train
@@ -44,6 +45,11 @@ class TrainConfig:
       methods). 0 draws every example uniformly.
     posterior: the diffusion-classifier settings used for the table and for evaluation; its
       interval [sigma_lo, sigma_hi] is also where the classification loss is applied.
+    posterior_fit: "refit" fits the schedule's interval, its number of levels (up to
+      `posterior.num_sigmas`) and its class pruning at refreshes 1, 2, 4, 8, ... to the run's model
+      and imprecise labels (`wsl_diffusion.schedule_fit`); `posterior` is then only where it
+      starts and the grid it searches ([sigma_min, sigma_max]). "prune" keeps the interval and
+      fits only the class pruning (`keep_classes`). "fixed" keeps `posterior` as given.
     table_refresh_kimg / table_refresh_max_kimg / table_settle: the E-step schedule. The table is
       refreshed after `refresh_kimg(kind)` kimg; each refresh that moves fewer than
       `table_settle` of the restricted labels (argmax) doubles the interval, up to the max.
@@ -99,6 +105,7 @@ class TrainConfig:
     sigma_data: float = 0.5
     posterior: PosteriorConfig = field(default_factory=lambda: PosteriorConfig(
         schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=6, keep_classes=3, prune_sigmas=2))
+    posterior_fit: str = "fixed"
     table_refresh_kimg: float | None = None  # first refresh interval; None: refresh_kimg(kind)
     table_refresh_max_kimg: float | None = 32.0  # the interval doubles up to this (None: never grows)
     table_settle: float = 0.02  # ... each time fewer than this share of the table's labels moved
@@ -149,6 +156,8 @@ class TrainConfig:
             raise ValueError(f"unknown `transition` {self.transition!r}; choose one of {', '.join(TRANSITIONS)}")
         if self.noisy_cls not in NOISY_CLS:
             raise ValueError(f"unknown `noisy_cls` {self.noisy_cls!r}; choose one of {', '.join(NOISY_CLS)}")
+        if self.posterior_fit not in POSTERIOR_FITS:
+            raise ValueError(f"unknown `posterior_fit` {self.posterior_fit!r}; choose one of {', '.join(POSTERIOR_FITS)}")
         if self.table_pruned not in TABLE_PRUNED:
             raise ValueError(f"unknown `table_pruned` {self.table_pruned!r}; choose one of {', '.join(TABLE_PRUNED)}")
         if self.table_tie_break not in TIE_BREAKS:

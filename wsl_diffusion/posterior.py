@@ -161,6 +161,14 @@ def nfe_per_image(cfg: PosteriorConfig, num_classes: int) -> int:
     return num_classes * cfg.prune_sigmas + cfg.keep_classes * (s - cfg.prune_sigmas)
 
 
+def pruning_split(sigmas: np.ndarray, prune_sigmas: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the pruning pass's levels, indices of the rest), each ascending: the pass uses
+    the `prune_sigmas` levels nearest the schedule's centre in log sigma."""
+    centre = 0.5 * (np.log(sigmas[0]) + np.log(sigmas[-1]))
+    order = np.argsort(np.abs(np.log(sigmas) - centre), kind="stable")
+    return np.sort(order[:prune_sigmas]), np.sort(order[prune_sigmas:])
+
+
 def draw_noise(num: int, shape: tuple[int, ...], *, generator: torch.Generator, device) -> torch.Tensor:
     """(S, *shape) standard normal noise drawn on the CPU generator (device-independent draws)."""
     return torch.randn((num, *shape), generator=generator).to(device)
@@ -243,10 +251,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         # DMIS model one level near the centre (0.8-1.2) alone ranks the true class first 93%
         # of the time and within the top 3 99.5%, while the smallest (0.3: 71% / 88%) and the
         # largest (5.0: 92% / 98.7%) are poorer rankers.
-        p = cfg.prune_sigmas
-        centre = 0.5 * (np.log(sigmas[0]) + np.log(sigmas[-1]))
-        order = np.argsort(np.abs(np.log(sigmas) - centre), kind="stable")
-        coarse, fine = np.sort(order[:p]), np.sort(order[p:])
+        coarse, fine = pruning_split(sigmas, cfg.prune_sigmas)
         first = class_errors(net, x0, sigmas=sigmas[coarse], weights=weights[coarse], generator=generator,
                              max_batch=max_batch)
         score = first / cfg.temperature

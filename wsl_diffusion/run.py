@@ -28,6 +28,7 @@ from label_models.io import load_labels, write_atomically
 from label_models.labels import ImpreciseLabels
 
 from wsl_diffusion.config import TrainConfig
+from wsl_diffusion.posterior import PosteriorConfig
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.data.sources import dataset_tag, load_dataset
 from wsl_diffusion.model.network import network_preset
@@ -253,7 +254,8 @@ class TrainedRun:
 
     net: the EMA denoiser in eval mode; config: its TrainConfig; labels: the imprecise labels it
     was trained on; log_prior (K,) and temperature: the class prior and posterior temperature it
-    estimated from those labels; class_names: one per class of the label space.
+    estimated from those labels; posterior: the schedule it ended with (fitted, or its config's);
+    class_names: one per class of the label space.
     """
 
     run_dir: Path
@@ -263,6 +265,7 @@ class TrainedRun:
     log_prior: torch.Tensor
     temperature: float
     class_names: tuple[str, ...]
+    posterior: PosteriorConfig
 
     def splits(self) -> tuple[ArrayDataset, ArrayDataset]:
         """(train aligned with `labels`, test) as the run saw them."""
@@ -280,4 +283,12 @@ def load_run(run_dir: str | Path, *, device="cpu") -> TrainedRun:
     net, ckpt, config = load_model(run_dir, device=device)
     return TrainedRun(run_dir=run_dir, net=net, config=config, labels=load_labels(run_dir / LABELS_NAME),
                       log_prior=ckpt["log_prior"], temperature=float(ckpt["temperature"]),
-                      class_names=tuple(ckpt.get("class_names", ())) or tuple(str(i) for i in range(net.num_classes)))
+                      class_names=tuple(ckpt.get("class_names", ())) or tuple(str(i) for i in range(net.num_classes)),
+                      posterior=run_posterior(ckpt, config))
+
+
+def run_posterior(ckpt: dict, config: TrainConfig) -> PosteriorConfig:
+    """The schedule a run's table used last: the fitted one its checkpoint stores, or (older runs,
+    `posterior_fit="fixed"`) the config's. Its temperature is the config's; the fitted tau is
+    the checkpoint's `temperature`."""
+    return PosteriorConfig(**ckpt["posterior"]) if "posterior" in ckpt else config.posterior

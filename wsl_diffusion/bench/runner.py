@@ -37,7 +37,7 @@ from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS as MODEL_PRESETS
-from wsl_diffusion.posterior import nfe_per_image
+from wsl_diffusion.posterior import PosteriorConfig, nfe_per_image
 from wsl_diffusion.run import CHECKPOINT_NAME, SUMMARY_NAME
 from wsl_diffusion.training.loop import train
 
@@ -57,7 +57,8 @@ def plan_cells(*, settings: Sequence[str], seeds: Sequence[int], methods: Sequen
                shard: tuple[int, int] = (0, 1)) -> list[Cell]:
     """All cells in run order (setting, then seed, then method); validates every name first.
 
-    methods: a subset to run (None = all that apply). A listed method is skipped for settings it
+    methods: a subset to run (None = all that apply and whose optional package is installed). A
+    listed method is skipped for settings it
     does not apply to, but must apply to at least one of them. shard (i, n): keep the (setting,
     seed) groups whose position in run order is i modulo n, so n processes split the plan with
     one diffusion pair per group each.
@@ -93,8 +94,10 @@ def plan_cells(*, settings: Sequence[str], seeds: Sequence[int], methods: Sequen
                 raise ValueError(f"method {m!r} applies to none of the selected settings (kinds: {', '.join(kinds)})")
     cells = []
     group = 0
+    missing = {name for name, b in baselines.REGISTRY.items() if not b.installed}
     for name in settings:
-        chosen = applicable[name] if methods is None else [m for m in applicable[name] if m in methods]
+        chosen = ([m for m in applicable[name] if m not in missing] if methods is None
+                  else [m for m in applicable[name] if m in methods])
         for seed in seeds:
             if group % n_shard == i_shard:
                 cells.extend(Cell(name, m, int(seed)) for m in chosen)
@@ -127,7 +130,8 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
     if summary.get("test_accuracy_ema") is None:
         raise RuntimeError(f"training in {run_dir} stopped before its end; no test accuracy")
     return {"accuracy": float(summary["test_accuracy_ema"]), "train_seconds": float(summary["seconds_this_call"]),
-            "nfe_per_image": nfe_per_image(config.posterior, labels.num_classes),
+            "nfe_per_image": nfe_per_image(PosteriorConfig(**summary["posterior"]) if "posterior" in summary
+                                           else config.posterior, labels.num_classes),
             "temperature": float(summary.get("temperature", 1.0)), "resumed": resume}
 
 

@@ -7,7 +7,9 @@ One step (DMIS, default EM form):
   2. posterior weights w = p_phi(y | x0, z): the table of EMA clean-image posteriors (the E-step,
      `refresh_table`: first after `config.refresh_kimg(kind)`, then at intervals that double
      once the table settles) restricted by the label likelihood p(z | y), with T re-estimated at
-     each refresh for noisy labels; keep the top k (ties broken by a uniform draw);
+     each refresh for noisy labels (and, with `posterior_fit` refit or prune, the posterior's
+     schedule refitted at refreshes 1, 2, 4, ...: `schedule_fit`); keep the top k (ties broken
+     by a uniform draw);
   3. ONE batched forward over the k kept classes gives D(x, sigma, y) for each; from it both the
      generative loss and, where sigma lies in the classifier interval, the one-sigma diffusion
      classifier of the classification loss;
@@ -39,12 +41,13 @@ from wsl_diffusion.data.images import image_grid, save_png
 from wsl_diffusion.eval.plots import training_curves
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
-from wsl_diffusion.posterior import (diffusion_posterior, fit_temperature, label_evidence, log_posterior,
+from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels)
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
+from wsl_diffusion.schedule_fit import EVIDENCE_STDERRS, refit_schedule
 from wsl_diffusion.training import distributed as dist_utils
 from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_loss, elr_loss, forward_corrected_loss, nnpu_loss,
                                            restrict_posterior, sample_sigma, soft_target_loss, topk_classes,
@@ -55,9 +58,6 @@ from wsl_diffusion.training.progress import TrainProgress
 # A fitted posterior temperature this large (fit_temperature's bound is 1e3) means the flat
 # prior explains the labels as well as the model does: the model is not informative yet.
 TAU_BOUND_UNINFORMATIVE = 500.0
-# The safeguard trusts a model whose held-out label log-likelihood gain over the prior exceeds
-# this many standard errors (a one-sided test at about 2.5% for a model that is no better).
-EVIDENCE_STDERRS = 2.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -136,6 +136,7 @@ class TrainState:
     refresh_interval_kimg: float = 0.0  # the E-step schedule: current interval ...
     next_refresh_nimg: int = 0  # ... and when the next refresh is due
     class_names: tuple[str, ...] = ()
+    posterior: PosteriorConfig | None = None  # the schedule in use (fitted at refreshes, or the config's)
 
     def state_dict(self, config: TrainConfig) -> dict:
         return {
@@ -156,6 +157,7 @@ class TrainState:
             "image_shape": list(self.net.image_shape),
             "num_classes": self.net.num_classes,
             "class_names": list(self.class_names),
+            "posterior": self.posterior.to_dict(),
         }
 
 
@@ -176,7 +178,8 @@ def new_state(config: TrainConfig, image_shape, num_classes: int, log_prior: np.
                       log_prior=torch.as_tensor(log_prior, dtype=torch.float32, device=device),
                       temperature=1.0, refreshes=0,
                       transition=None if transition is None else torch.as_tensor(transition, dtype=torch.float64),
-                      refresh_interval_kimg=first_refresh_kimg, next_refresh_nimg=round(first_refresh_kimg * 1000))
+                      refresh_interval_kimg=first_refresh_kimg, next_refresh_nimg=round(first_refresh_kimg * 1000),
+                      posterior=config.posterior)
 
 
 def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainState:
@@ -195,7 +198,8 @@ def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainStat
                       transition=transition.double() if transition.numel() else None,
                       refresh_interval_kimg=float(ckpt.get("refresh_interval_kimg", interval)),
                       next_refresh_nimg=int(ckpt.get("next_refresh_nimg", round((refreshes + 1) * interval * 1000))),
-                      class_names=tuple(ckpt.get("class_names", ())))
+                      class_names=tuple(ckpt.get("class_names", ())),
+                      posterior=PosteriorConfig(**ckpt["posterior"]) if "posterior" in ckpt else config.posterior)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,7 +243,8 @@ def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tens
 @torch.no_grad()
 def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
                   labels, held: torch.Tensor | None = None, chunk: int = 512) -> dict:
-    """The E-step: recompute the EMA posteriors of all training images, re-fit tau and the prior,
+    """The E-step: refit the posterior's schedule (`posterior_fit` "refit" or "prune", at refreshes
+    1, 2, 4, ...), recompute the EMA posteriors of all training images, re-fit tau and the prior,
     re-estimate T (noisy labels, `transition="estimate"`), and schedule the next refresh.
     The safeguard: until the model explains the held-out rows' labels (`held`) better than the
     prior (`model_trusted`), the table is the prior, so the restricted table says what the label
@@ -253,6 +258,15 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     held = torch.zeros(0, dtype=torch.long) if held is None else held.to(images.device)
     before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
+    info = {}
+    number = state.refreshes + 1
+    if config.posterior_fit != "fixed" and number & (number - 1) == 0:  # refreshes 1, 2, 4, 8, ...
+        # Fitted where the labels are explained best: on the held-out rows when there are any
+        # (the training rows' labels also trained the classification term), else on all rows.
+        fit_rows = held if len(held) else torch.arange(len(images))
+        fitted, info = refit_schedule(state.ema, images, lik, state.log_prior, state.posterior, rows=fit_rows.cpu(),
+                                      generator=gen, search=config.posterior_fit == "refit")
+        state.posterior = fitted.replace(temperature=config.posterior.temperature)  # the table fits its own tau
     also_keep = None
     if config.table_keep_label:
         # The class the label singles out (a noisy label's z) is refined beside the model's own
@@ -262,14 +276,15 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # model, and on an early one sent the fitted tau to its bound (10% test accuracy).
         top = lik == lik.max(dim=1, keepdim=True).values
         also_keep = torch.where(top.sum(dim=1) == 1, top.float().argmax(dim=1), -1)
-    results = [diffusion_posterior(state.ema, images[i:i + chunk], config.posterior, generator=gen,
+    results = [diffusion_posterior(state.ema, images[i:i + chunk], state.posterior, generator=gen,
                                    also_keep=None if also_keep is None else also_keep[i:i + chunk])
                for i in range(0, len(images), chunk)]
     errors = torch.cat([r.errors for r in results])  # +inf for classes pruned away
     coarse = torch.cat([r.coarse_errors for r in results])  # every class, at the pruning levels
     # The test sees every class: with the pruned posterior, a label whose class pruning dropped
     # costs log T[z, z] / T[y, z] however good the model is, and the test never passes.
-    trusted, info = model_trusted(coarse, lik, state.log_prior, held)
+    trusted, trust_info = model_trusted(coarse, lik, state.log_prior, held)
+    info.update(trust_info)
     if config.calibrate_table and labels.kind != "pu":
         state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
     probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
@@ -318,7 +333,9 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
     state.next_refresh_nimg += round(state.refresh_interval_kimg * 1000)
     info = {"refresh": state.refreshes, "temperature": state.temperature, "labels_moved": moved,
-            "next_refresh_kimg": state.next_refresh_nimg / 1000, **info}
+            "next_refresh_kimg": state.next_refresh_nimg / 1000, "sigma_lo": state.posterior.sigma_lo,
+            "sigma_hi": state.posterior.sigma_hi, "num_sigmas": state.posterior.num_sigmas,
+            "keep_classes": state.posterior.keep_classes, **info}
     # Diagnostics only, never used for training: agreement with the true labels and T, which a
     # synthetic label file records and a real one does not.
     if labels.true_labels is not None:
@@ -447,6 +464,9 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     stats["loss_gen"] = float(loss.detach())
 
     # --- classification term on the same outputs ----------------------------------------------
+    # The classification term stays on the configured interval: on the fitted one it would train
+    # the model to classify where the fit found it classifies best, and the fit would confirm it
+    # (measured on digits sym-40: an early fit of [2.5, 20] stayed there, table 58% -> 69%).
     lo, hi = config.posterior.sigma_lo, config.posterior.sigma_hi
     in_interval = (sigma >= lo) & (sigma <= hi) & ~uncond
     if config.lambda_cls > 0 and state.refreshes > 0 and bool(in_interval.any()):
@@ -481,7 +501,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 
 
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
-    cfg = config.posterior.replace(temperature=state.temperature)
+    cfg = state.posterior.replace(temperature=state.temperature)
     return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
 
 
@@ -629,7 +649,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     elapsed = time.perf_counter() - t_start
     summary = {"steps": state.step, "kimg": state.nimg / 1000, "seconds_this_call": elapsed,
                "finished": state.step >= total_steps, "stopped_by_time_budget": budget_hit,
-               "temperature": state.temperature}
+               "temperature": state.temperature, "posterior": state.posterior.to_dict()}
     if ctx.is_main and (state.step >= total_steps or budget_hit):
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)

@@ -34,12 +34,14 @@ def weights_of(run_dir):
     return ckpt
 
 
-@pytest.mark.parametrize("method,form", [("dmis", "em"), ("dmis", "wdsm"), ("vanilla", "em")])
-def test_resume_after_crash_is_bit_exact(tmp_path, digits_small, method, form):
-    """Crash after step 3 (last checkpoint at step 2), resume: same weights, EMA, table, optimizer."""
+@pytest.mark.parametrize("method,form,fit", [("dmis", "em", "fixed"), ("dmis", "wdsm", "fixed"), ("vanilla", "em", "fixed"),
+                                             ("dmis", "em", "refit")])
+def test_resume_after_crash_is_bit_exact(tmp_path, digits_small, method, form, fit):
+    """Crash after step 3 (last checkpoint at step 2), resume: same weights, EMA, table, optimizer
+    and posterior schedule (refit at the refreshes before and after the crash)."""
     train_data, _ = digits_small
     labels = partial_labels(train_data)
-    cfg = tiny_config(method=method, gen_form=form)
+    cfg = tiny_config(method=method, gen_form=form, posterior_fit=fit)
     train(cfg, tmp_path / "a", train_data=train_data, labels=labels, progress=False)
     with pytest.raises(ValueError, match="already holds a run"):
         train(cfg, tmp_path / "a", train_data=train_data, labels=labels, progress=False)
@@ -54,6 +56,7 @@ def test_resume_after_crash_is_bit_exact(tmp_path, digits_small, method, form):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
     assert torch.equal(a["table"], b["table"])
+    assert a["posterior"] == b["posterior"]
     assert a["refreshes"] == b["refreshes"] == (2 if method == "dmis" else 0)
     if method == "dmis":
         assert not torch.allclose(a["table"], torch.full_like(a["table"], 0.1))  # the table was refreshed

@@ -1,0 +1,96 @@
+"""The posterior schedule fitted from the model and the imprecise labels (wsl_diffusion.schedule_fit)."""
+import numpy as np
+import pytest
+import torch
+
+from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, quadrature_weights, sigma_levels
+from wsl_diffusion.schedule_fit import (candidate_grid, fit_schedule, fitted_keep_classes, level_errors,
+                                        refit_schedule, window_config)
+
+BASE = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3, keep_classes=2, prune_sigmas=1)
+
+
+def synthetic_errors(grid, informative, truth, num_classes, *, seed=0):
+    """Per-level errors (G, M, K), scaled so every level has the same weight in the ELBO sum: on the
+    `informative` levels the true class has a lower error (signal 3 against unit noise), on the
+    others every class gets independent noise of the same size and nothing else."""
+    g = torch.Generator().manual_seed(seed)
+    cells = 1.0 / torch.as_tensor(quadrature_weights(grid, window_config(BASE, grid)))  # undo a_g
+    m = len(truth)
+    errors = torch.randn(len(grid), m, num_classes, generator=g, dtype=torch.float64)
+    wrong = torch.ones(m, num_classes, dtype=torch.float64).scatter(1, truth[:, None], 0.0)
+    for level in informative:
+        errors[level] += 3.0 * wrong
+    return errors * cells[:, None, None]
+
+
+def test_candidate_grid_doubles_and_windows_reproduce_its_levels():
+    grid = candidate_grid(BASE)
+    assert grid[0] == pytest.approx(BASE.sigma_min) and grid[-1] == pytest.approx(BASE.sigma_max)
+    assert np.allclose(grid[1:] / grid[:-1], grid[1] / grid[0]) and 1.8 < grid[1] / grid[0] < 2.2
+    window = window_config(BASE, grid[3:6])
+    assert np.allclose(sigma_levels(window), grid[3:6]) and window.keep_classes is None
+
+
+def test_the_fit_finds_the_window_where_the_labels_are_explained():
+    """Only levels 4, 5, 6 of the grid carry class information; the fit must take exactly them,
+    from noisy labels (30% flipped) alone."""
+    grid = candidate_grid(BASE)
+    g = torch.Generator().manual_seed(1)
+    truth = torch.randint(4, (400,), generator=g)
+    flip = torch.rand(400, generator=g) < 0.3
+    observed = torch.where(flip, torch.randint(4, (400,), generator=g), truth)
+    t = torch.full((4, 4), 0.1, dtype=torch.float64).fill_diagonal_(0.7)  # T[y, z], rows sum to 1
+    lik = t[:, observed].T  # p(z_n | y)
+    errors = synthetic_errors(grid, [4, 5, 6], truth, 4)
+    cfg, info = fit_schedule(errors, grid, lik, torch.log(torch.full((4,), 0.25)), BASE)
+    assert cfg is not None
+    assert (cfg.sigma_lo, cfg.sigma_hi, cfg.num_sigmas) == pytest.approx((grid[4], grid[6], 3))
+    assert info["fit_log_lik"] > info["fit_prior_log_lik"]
+
+
+def test_an_uninformative_model_keeps_the_schedule():
+    """Errors that do not depend on the class explain the labels exactly as well as the prior:
+    no window replaces the schedule."""
+    grid = candidate_grid(BASE)
+    errors = torch.rand(len(grid), 50, 1, dtype=torch.float64).expand(-1, -1, 4)
+    lik = torch.nn.functional.one_hot(torch.arange(50) % 4, 4).double()
+    cfg, info = fit_schedule(errors, grid, lik, torch.log(torch.full((4,), 0.25)), BASE)
+    assert cfg is None and info["fit_log_lik"] == pytest.approx(info["fit_prior_log_lik"])
+
+
+def test_fitted_keep_classes_is_the_smallest_k_with_the_recall():
+    """Rows where the target ranks 0 (95), 1 (4) and 3 (1) of 4 classes."""
+    ranks = torch.tensor([0] * 95 + [1] * 4 + [3])
+    scores = torch.zeros(100, 4)
+    scores.scatter_(1, torch.zeros(100, 1, dtype=torch.long), 1.0 + ranks[:, None].float() - 0.5)  # target: class 0
+    scores[:, 1:] = torch.tensor([1.0, 2.0, 3.0])
+    target = torch.zeros(100, dtype=torch.long)
+    assert fitted_keep_classes(scores, target, recall=0.95) == 1
+    assert fitted_keep_classes(scores, target, recall=0.99) == 2
+    assert fitted_keep_classes(scores, target, recall=1.0) is None  # only keeping all 4 holds every target
+
+
+def test_refit_on_the_analytic_denoiser_classifies_as_well_as_its_reference(gaussian_denoiser):
+    """Exact Gaussian classes, clean labels: the fitted schedule's posterior ranks the classes as
+    the 100-level reference does, and its pruning keeps the true class."""
+    den = gaussian_denoiser
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat(40)
+    x0 = den.means[y] + den.s * torch.randn(len(y), *den.image_shape, generator=g)
+    lik = torch.nn.functional.one_hot(y, 4).float()
+    start = BASE.replace(num_sigmas=4)
+    cfg, info = refit_schedule(den, x0, lik, torch.log(torch.full((4,), 0.25)), start, rows=torch.arange(len(y)),
+                               generator=g)
+    assert cfg != start and info["fit_log_lik"] > info["fit_prior_log_lik"]
+    fitted = diffusion_posterior(den, x0, cfg, generator=g).probs.argmax(1)
+    reference = diffusion_posterior(den, x0, PosteriorConfig(schedule="grid", num_sigmas=100), generator=g)
+    assert (fitted == y).float().mean() >= (reference.probs.argmax(1) == y).float().mean() - 0.02
+
+
+def test_level_errors_score_every_class_at_every_level(gaussian_denoiser):
+    den = gaussian_denoiser
+    x0 = den.means[:3]
+    errs = level_errors(den, x0, np.array([0.1, 1.0]), generator=torch.Generator().manual_seed(0))
+    assert errs.shape == (2, 3, 4)
+    assert (errs[1].argmin(dim=1) == torch.arange(3)).all()  # each mean is closest to its own class
