@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from wsl_diffusion.bench import baselines
     from wsl_diffusion.bench.report import REPORT_NAME, summary_rows
     from wsl_diffusion.bench.runner import run_benchmark
     from wsl_diffusion.bench.settings import DIFFUSION_METHODS
@@ -98,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     set_threads(args.threads)
     console = Console(stderr=True)
+    if methods is None:
+        for b in baselines.BASELINES:
+            if not b.installed:
+                console.print(f"{b.name} left out: it needs {b.requires} (pip install 'wsl-diffusion[compare]')")
     records = run_benchmark(args.out, preset=args.preset, seeds=seeds, settings=settings, methods=methods,
                             kimg=args.kimg, model=args.model, shard=shard, progress=not (args.quiet or args.json),
                             console=console)

@@ -23,6 +23,7 @@ attribute (`monkeypatch.setattr(baselines, "REGISTRY", registry_of([*BASELINES, 
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -31,8 +32,8 @@ from label_models.labels import SUPERVISION_KINDS
 
 from wsl_diffusion.bench.baseline_common import BaselineFn, baseline_rng, naive_training_set
 from wsl_diffusion.bench.baselines_neural import CNN_EPOCHS, cnn_ce, cnn_elr, cnn_forward, cnn_proden
-from wsl_diffusion.bench.baselines_sklearn import (candidate_self_training, elkan_noto, label_spreading,
-                                                   naive_sklearn, self_training_svc)
+from wsl_diffusion.bench.baselines_sklearn import (candidate_self_training, cleanlearning_svc, elkan_noto,
+                                                   label_spreading, naive_sklearn, self_training_svc)
 
 __all__ = ["BASELINES", "REGISTRY", "Baseline", "BaselineFn", "baseline_rng", "methods_for", "naive_training_set",
            "registry_of"]
@@ -47,7 +48,8 @@ class Baseline:
     kinds: the supervision kinds it applies to. budget: how much training it gets, printed beside
     its numbers in the report (e.g. "sklearn default", "CNN 40 ep") and compared on a rerun to
     decide whether a finished cell is still current. family: "sklearn" (on pixels) or "neural"
-    (a classifier network), for the report's comparison per family.
+    (a classifier network), for the report's comparison per family. requires: an optional package
+    the method needs ("" for none); a benchmark that names no methods leaves it out when missing.
     """
 
     name: str
@@ -56,6 +58,11 @@ class Baseline:
     run: BaselineFn
     description: str = ""
     family: str = "sklearn"
+    requires: str = ""
+
+    @property
+    def installed(self) -> bool:
+        return not self.requires or importlib.util.find_spec(self.requires) is not None
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in SUPERVISION_KINDS]
@@ -89,6 +96,9 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline("knn", _ALL, "sklearn default", naive_sklearn("knn"), f"kNN (k=5) on {_NAIVE_NOTE}"),
     Baseline("rf", _ALL, "sklearn default", naive_sklearn("rf"), f"RandomForest on {_NAIVE_NOTE}"),
     Baseline("mlp", _ALL, "sklearn default", naive_sklearn("mlp"), f"MLP on {_NAIVE_NOTE}"),
+    Baseline("cleanlearning_svc", ("noisy",), "cleanlab, 5-fold", cleanlearning_svc,
+             "cleanlab CleanLearning(SVC, Platt): drop the label issues found out of fold, refit",
+             requires="cleanlab"),
     Baseline("svc_selftrain", ("partial",), "sklearn default, 5 rounds", candidate_self_training("svc", 5),
              "candidate-aware self-training, SVC decision function restricted to the candidates"),
     Baseline("logreg_selftrain", ("partial",), "sklearn default, 5 rounds", candidate_self_training("logreg", 5),

@@ -2,7 +2,8 @@
 
 Naive estimators on the observed labels (`naive_sklearn`, see `baseline_common` for the rule per
 kind), candidate-aware self-training for partial labels, label spreading and self-training for
-semi-supervised labels, and Elkan–Noto for positive-unlabelled labels. Each factory returns a
+semi-supervised labels, Elkan–Noto for positive-unlabelled labels, and cleanlab's CleanLearning
+around the SVC for noisy labels. Each factory returns a
 baseline function `run(train_data, labels, test_data, *, seed) -> {"accuracy", "train_seconds",
 ...}`; `train_seconds` is the fitting time only (prediction excluded). The catalogue of names is
 `bench.baselines.REGISTRY`.
@@ -84,6 +85,32 @@ def class_scores(est, x: np.ndarray, num_classes: int) -> np.ndarray:
     out = np.full((x.shape[0], num_classes), -np.inf)
     out[:, np.asarray(est.classes_, dtype=np.int64)] = s
     return out
+
+
+def cleanlearning_svc(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, seed: int) -> dict:
+    """cleanlab's CleanLearning around the Platt-scaled SVC: 5-fold out-of-fold probabilities find
+    the label issues (confident learning), the SVC is refitted without them. Noisy labels only;
+    needs the optional `cleanlab` package (`pip install 'wsl-diffusion[compare]'`)."""
+    try:
+        from cleanlab.classification import CleanLearning
+    except ImportError as exc:
+        raise ValueError("the cleanlearning_svc baseline needs cleanlab: pip install 'wsl-diffusion[compare]' "
+                         "(or leave the method out with --methods)") from exc
+    check_inputs(train_data, labels)
+    if labels.kind != "noisy":
+        raise ValueError(f"cleanlearning_svc takes noisy labels, not {labels.kind!r}")
+    x, y = flat_features(train_data), np.asarray(labels.observed, dtype=np.int64)
+    t0 = time.perf_counter()
+    cl = CleanLearning(make_estimator("svc", seed=seed, probability=True), seed=seed_int(seed), cv_n_folds=5,
+                       verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        cl.fit(x, y)
+    seconds = time.perf_counter() - t0
+    pred = cl.predict(flat_features(test_data))
+    return {"accuracy": float(np.mean(pred == label_space_targets(labels, test_data))), "train_seconds": seconds,
+            "label_issues": int(np.sum(cl.get_label_issues()["is_label_issue"]))}
 
 
 def naive_sklearn(estimator: str) -> BaselineFn:

@@ -21,6 +21,35 @@ TINY = {"batch_size": 16, "samples_per_class": 1,
         "posterior": PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2)}
 
 
+def test_a_baseline_whose_optional_package_is_missing_is_left_out_unless_named(monkeypatch):
+    """A default plan leaves out a method whose `requires` package is not installed (and keeps
+    it when the package is there); naming it runs it, and its cell says what to install."""
+    def needs_package(*args, **kwargs):
+        raise ValueError("needs no_such_package_xyz")
+
+    ghost = B.Baseline("ghost", ("noisy",), "none", needs_package, requires="no_such_package_xyz")
+    present = B.Baseline("present", ("noisy",), "none", needs_package, requires="json")
+    monkeypatch.setattr(B, "REGISTRY", B.registry_of([*B.BASELINES, ghost, present]))
+    assert not ghost.installed and present.installed
+    default = {c.method for c in runner.plan_cells(settings=["sym-40"], seeds=[0])}
+    assert "ghost" not in default and "present" in default and "svc" in default
+    named = runner.plan_cells(settings=["sym-40"], seeds=[0], methods=["ghost"])
+    assert [c.method for c in named] == ["ghost"]
+
+
+def test_cleanlearning_svc_finds_label_issues_and_beats_chance(digits_small):
+    """cleanlab's CleanLearning around the SVC (needs cleanlab, part of the dev extra): at 40%
+    symmetric noise it flags a share of the training labels near the noise rate."""
+    pytest.importorskip("cleanlab")
+    from label_models.corruption import CorruptionSpec, corrupt
+
+    train, test = digits_small
+    labels = corrupt(train.targets, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    res = B.methods_for("noisy")["cleanlearning_svc"](train, labels, test, seed=0)
+    assert res["accuracy"] > 0.6
+    assert 0.2 * len(train) < res["label_issues"] < 0.6 * len(train)
+
+
 def test_plan_validates_names_and_order():
     cells = runner.plan_cells(settings=["sym-40", "semi-5"], seeds=[0, 1],
                               methods=["dmis", "svc", "labelspreading_knn"])
