@@ -67,7 +67,8 @@ def training_curves(stats_path, path) -> Path:
     ax.set_xlabel("kimg")
     ax.set_ylabel("loss")
     ax.set_title("training losses")
-    ax.legend()
+    if ax.lines:  # a run stopped before its first log line has no curve to name
+        ax.legend()
     if refreshes:
         ax = axes[0, 1]
         kimg = [r["kimg"] for r in refreshes]
