@@ -27,7 +27,7 @@ from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.posterior import PosteriorConfig
 from wsl_diffusion.training.loop import train
-from wsl_diffusion.run import load_model
+from wsl_diffusion.run import load_model, run_posterior
 
 
 def main() -> None:
@@ -43,7 +43,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--device", default="cuda")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--refresh-kimg", type=float, default=128.0)
+    p.add_argument("--refresh-kimg", type=float, default=None, help="first E-step interval (default: the library's)")
+    p.add_argument("--posterior-fit", default="fixed", help="fixed, prune or refit (TrainConfig.posterior_fit)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -66,6 +67,7 @@ def main() -> None:
             dataset=args.data, supervision=spec.to_dict(), method=method, model=args.model,
             batch_size=args.batch_size, total_kimg=100_000.0, lr=args.lr, lr_rampup_kimg=10.0,
             ema_halflife_kimg=20.0, posterior=posterior, table_refresh_kimg=args.refresh_kimg,
+            posterior_fit=args.posterior_fit,
             checkpoint_every_kimg=100_000.0, log_every_kimg=32.0, samples_per_class=8,
             subset=args.train_per_class)
         execution = Execution(device=args.device, precision="bf16" if on_gpu else "fp32", channels_last=on_gpu,
@@ -80,7 +82,9 @@ def main() -> None:
         schedules = {"interval x6": posterior.replace(keep_classes=None, temperature=float(ckpt["temperature"])),
                      "interval x6, keep 3 after 2": posterior.replace(temperature=float(ckpt["temperature"])),
                      "interval x4, keep 2 after 1": posterior.replace(num_sigmas=4, keep_classes=2, prune_sigmas=1,
-                                                                      temperature=float(ckpt["temperature"]))}
+                                                                      temperature=float(ckpt["temperature"])),
+                     "the run's own (fitted) schedule": run_posterior(ckpt, config).replace(
+                         temperature=float(ckpt["temperature"]))}
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
         for name, cfg in schedules.items():
             with autocast:
@@ -89,7 +93,8 @@ def main() -> None:
         result["methods"][method] = {
             "train_seconds": summary["seconds_this_call"], "kimg": summary["kimg"], "steps": summary["steps"],
             "train_images_per_second": summary["kimg"] * 1000 / summary["seconds_this_call"],
-            "table_temperature": summary["temperature"], "posterior": evals}
+            "table_temperature": summary["temperature"], "run_posterior": summary["posterior"],
+            "posterior": evals}
         if not args.json:
             acc = evals["interval x6"]["accuracy"]
             print(f"{method}: {summary['kimg']:.0f} kimg in {summary['seconds_this_call']:.0f} s "
