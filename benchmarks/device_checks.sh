@@ -8,6 +8,9 @@
 #   CPU, at the same time, one thread per run: the digits ablation of the posterior-schedule fit at the
 #   default budget, DIGITS_RUNS = "setting:fit:seed ..." (settings: sym-40, asym-40, partial-0.5, semi-5).
 # Usage: benchmarks/device_checks.sh DATA OUTDIR
+# It calls `wsl-diff`. Where pip cannot reach an index (`pip install -e . --no-deps` still wants
+# setuptools), run it with PYTHONPATH=<repo> and a `wsl-diff` on PATH that execs
+# `python3 -m cli.main "$@"`, as the first device run did.
 # EXTRA_TRAIN / EXTRA_CIFAR (env): flags appended to every `wsl-diff train` / the accelerator script (the
 # last occurrence of a flag wins), e.g. `--kimg 2` for a quick local dry run.
 # What it reports lands in OUTDIR (few files): digits.jsonl, cifar_subset.jsonl, cifar.json, log.txt.
