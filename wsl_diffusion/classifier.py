@@ -5,9 +5,12 @@
     probs = clf.predict_proba(images)    # images: uint8 (N, H, W, C) or float (N, C, H, W) in [-1, 1]
     clf.predict(images), clf.score(images, y)
     errors = clf.class_errors(images)    # (N, K) weighted denoising errors (nats with "elbo" weights)
+    clf.predict_proba(images, budget=20) # at most 20 network evaluations per image
 
 Probabilities are p(y | x) = softmax(-e_y / tau + log prior_y) with the run's class prior and
 temperature (both estimated during training from the imprecise labels alone), unless overridden.
+With `budget=`, the schedule is the one, among those that fit the budget, that best explains the
+run's own training labels (`schedule_fit.fit_budget_schedule`); no clean label is needed.
 """
 from __future__ import annotations
 
@@ -16,9 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from label_models.likelihood import label_likelihood
+
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
-from wsl_diffusion.run import load_model, run_posterior
+from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_posterior
+from wsl_diffusion.schedule_fit import FIT_IMAGES, candidate_grid, fit_budget_schedule, level_errors
+
+
+def calibration_of(run_dir: Path, train_images: np.ndarray, labels, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model-space training images, their label likelihood p(z_n | y) under the run's final T)
+    of a run: what `budget=` fits its schedule on."""
+    t = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME).get("transition")
+    lik = label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
+                           transition_matrix=None if t is None or not t.numel() else t.numpy())
+    return to_model_space(train_images), torch.as_tensor(lik, dtype=torch.float64)
 
 
 # Model-space images are in [-1, 1]; interpolation or float round-off may overshoot a little.
@@ -31,6 +46,8 @@ class DiffusionClassifier:
     posterior: how the network evaluations are spent (schedule, number of sigmas, class pruning);
       default: the run's training interval with all classes scored.
     seed: the noise seed; predictions are deterministic for a given seed and batch order.
+    calibration: (images (N, C, H, W) in [-1, 1], label likelihood (N, K)) of training images with
+      their imprecise labels, for `budget=`; `from_run` reads them from the run when first needed.
     """
 
     def __init__(self, net, *, posterior: PosteriorConfig, log_prior: torch.Tensor | None = None,
@@ -44,6 +61,10 @@ class DiffusionClassifier:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.last_nfe_per_image = 0
+        self.run_dir: Path | None = None
+        self.calibration: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._grid_errors = None  # (grid, per-level errors, their rows' likelihoods), computed once
+        self._budget_schedules: dict[int, PosteriorConfig] = {}
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, posterior: PosteriorConfig | None = None, device="cpu",
@@ -52,7 +73,9 @@ class DiffusionClassifier:
         if posterior is None:
             posterior = run_posterior(ckpt, config).replace(keep_classes=None, temperature=float(ckpt["temperature"]))
         names = kwargs.pop("class_names", None) or tuple(ckpt.get("class_names", [])) or None
-        return cls(net, posterior=posterior, log_prior=ckpt["log_prior"], class_names=names, device=device, **kwargs)
+        clf = cls(net, posterior=posterior, log_prior=ckpt["log_prior"], class_names=names, device=device, **kwargs)
+        clf.run_dir = Path(run_dir)
+        return clf
 
     @property
     def num_classes(self) -> int:
@@ -95,24 +118,56 @@ class DiffusionClassifier:
                              f"{self.image_shape}; resize/convert them first (wsl-diff classify does this)")
         return x.to(self.device)
 
-    def _run(self, images):
+    def schedule_for_budget(self, budget: int) -> PosteriorConfig:
+        """The schedule used for `budget` network evaluations per image: fitted once per budget on
+        up to FIT_IMAGES calibration images (one pass over a grid of levels, shared by all budgets)."""
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+            raise ValueError(f"budget must be a whole number of network evaluations per image; got {budget!r}")
+        budget = int(budget)
+        if budget not in self._budget_schedules:
+            if self._grid_errors is None:
+                images, lik = self._calibration()
+                gen = torch.Generator().manual_seed(self.seed)
+                pick = torch.randperm(len(images), generator=gen)[:FIT_IMAGES]
+                grid = candidate_grid(self.posterior)
+                errs = level_errors(self.net, images[pick].to(self.device), grid, generator=gen)
+                self._grid_errors = (grid, errs, lik[pick])
+            grid, errs, lik = self._grid_errors
+            log_prior = self.log_prior if self.log_prior is not None else torch.zeros(self.num_classes)
+            cfg, _ = fit_budget_schedule(errs, grid, lik, log_prior.cpu(), self.posterior, budget)
+            self._budget_schedules[budget] = cfg
+        return self._budget_schedules[budget]
+
+    def _calibration(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.calibration is None:
+            if self.run_dir is None:
+                raise ValueError("budget= needs calibration images with their labels: load the classifier with "
+                                 "DiffusionClassifier.from_run, or set clf.calibration = (images, label likelihood)")
+            trained = load_run(self.run_dir)
+            train, _ = trained.splits()
+            self.calibration = calibration_of(self.run_dir, train.images, trained.labels, trained.config)
+        return self.calibration
+
+    def _run(self, images, budget: int | None = None):
         x = self._to_tensor(images)
+        cfg = self.posterior if budget is None else self.schedule_for_budget(budget)
         gen = torch.Generator().manual_seed(self.seed)
         probs, errors = [], []
         for start in range(0, len(x), self.batch_size):
-            res = diffusion_posterior(self.net, x[start:start + self.batch_size], self.posterior,
+            res = diffusion_posterior(self.net, x[start:start + self.batch_size], cfg,
                                       generator=gen, log_prior=self.log_prior)
             probs.append(res.probs.cpu())
             errors.append(res.errors.cpu())
             self.last_nfe_per_image = res.nfe_per_image
         return torch.cat(probs), torch.cat(errors)
 
-    def predict_proba(self, images) -> np.ndarray:
-        """(N, K) probabilities; rows sum to 1; pruned classes get exactly 0."""
-        return self._run(images)[0].numpy()
+    def predict_proba(self, images, *, budget: int | None = None) -> np.ndarray:
+        """(N, K) probabilities; rows sum to 1; pruned classes get exactly 0. budget: at most this
+        many network evaluations per image, with the schedule `schedule_for_budget` picks."""
+        return self._run(images, budget)[0].numpy()
 
-    def predict(self, images) -> np.ndarray:
-        return self.predict_proba(images).argmax(axis=1)
+    def predict(self, images, *, budget: int | None = None) -> np.ndarray:
+        return self.predict_proba(images, budget=budget).argmax(axis=1)
 
     def score(self, images, y) -> float:
         """Mean accuracy, like sklearn's ClassifierMixin.score."""

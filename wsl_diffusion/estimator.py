@@ -20,6 +20,8 @@
 `fit` trains with `wsl_diffusion.training.loop.train` into `run_dir`, or into a temporary
 directory that is removed afterwards (the model stays in memory); predictions go through
 `DiffusionClassifier`, the same path as `DiffusionClassifier.from_run` on a saved run.
+`budget` caps the network evaluations per predicted image (`DiffusionClassifier.predict_proba`'s
+`budget=`, fitted on the training images with their imprecise labels); None: the run's schedule.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from label_models.labels import ImpreciseLabels
 
-from wsl_diffusion.classifier import DiffusionClassifier
+from wsl_diffusion.classifier import DiffusionClassifier, calibration_of
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset
 from wsl_diffusion.training.loop import train
@@ -54,12 +56,14 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     random_state: the training seed. threads: torch CPU threads during fit (None: leave as is).
     run_dir: where the run is written (None: a temporary directory). It must not hold a run
       yet, so leave it None when scikit-learn fits clones (cross-validation, grid search).
+    budget: at most this many network evaluations per predicted image (None: the run's schedule).
     """
 
     def __init__(self, supervision: str = "auto", kimg: float = 64.0, model: str = "small",
                  batch_size: int = 128, method: str = "dmis", image_shape: tuple | None = None,
                  positive_unlabelled: bool = False, pu_class_prior: float | None = None,
-                 random_state: int = 0, threads: int | None = None, run_dir: str | None = None):
+                 random_state: int = 0, threads: int | None = None, run_dir: str | None = None,
+                 budget: int | None = None):
         self.supervision = supervision
         self.kimg = kimg
         self.model = model
@@ -69,6 +73,7 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
         self.positive_unlabelled = positive_unlabelled
         self.pu_class_prior = pu_class_prior
         self.random_state = random_state
+        self.budget = budget
         self.threads = threads
         self.run_dir = run_dir
 
@@ -104,7 +109,8 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """(N, K) p(y | x) from the diffusion posterior; column j is `classes_[j]`."""
         check_is_fitted(self, "classifier_")
-        return self.classifier_.predict_proba(self._images(self._check_X(X, fitting=False), fitting=False))
+        return self.classifier_.predict_proba(self._images(self._check_X(X, fitting=False), fitting=False),
+                                              budget=self.budget)
 
     def predict(self, X) -> np.ndarray:
         probs = self.predict_proba(X)
@@ -122,7 +128,9 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels) -> DiffusionClassifier:
         train(config, run_dir, train_data=data, labels=labels, progress=False)
-        return DiffusionClassifier.from_run(run_dir)
+        clf = DiffusionClassifier.from_run(run_dir)
+        clf.calibration = calibration_of(run_dir, data.images, labels, config)  # the run dir may be temporary
+        return clf
 
     def _check_X(self, X, *, fitting: bool) -> np.ndarray:
         """scikit-learn's own checks (numbers, finite, not sparse, not empty; the feature count

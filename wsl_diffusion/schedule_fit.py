@@ -19,6 +19,10 @@ clean label:
 4. Class pruning (`keep_classes`): the smallest k for which the pruning pass (the window's central
    levels) keeps, for at least `PRUNE_RECALL` of the images, the class the table would pick (the
    argmax of the label-restricted posterior). No k below K: no pruning.
+
+For inference under a budget of network evaluations per image (`fit_budget_schedule`), the same
+per-level errors rebuild, without another network call, the posterior of every window and
+pruning that fits the budget; the one that explains the labels best is chosen.
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ import math
 import numpy as np
 import torch
 
-from wsl_diffusion.posterior import (PosteriorConfig, class_errors, fit_temperature, log_posterior, pruning_split,
-                                     quadrature_weights, sigma_levels)
+from wsl_diffusion.posterior import (PosteriorConfig, class_errors, fit_temperature, log_posterior, nfe_per_image,
+                                     pruning_split, quadrature_weights, sigma_levels)
 
 FIT_IMAGES = 384  # images scored per fit: every class on every grid level (G * K * M evaluations)
 GRID_FACTOR = 2.0  # ratio of neighbouring candidate levels
@@ -134,3 +138,76 @@ def refit_schedule(net, images: torch.Tensor, lik: torch.Tensor, log_prior: torc
     cfg, info = fit_schedule(errs, grid, lik[pick], log_prior, current, search=search)
     info["fit_images"] = len(pick)
     return (current if cfg is None else cfg), info
+
+
+# ----------------------------------------------------------------------------------------------
+# A schedule for a budget of network evaluations per image
+
+
+def simulated_errors(errors: torch.Tensor, grid: np.ndarray, cfg: PosteriorConfig, start: int, *,
+                     rank_tau: float, log_prior: torch.Tensor) -> torch.Tensor:
+    """The class errors (M, K) that `diffusion_posterior` would give with `cfg`, whose levels are
+    grid[start:start + cfg.num_sigmas], rebuilt from per-level errors (G, M, K) without a network
+    evaluation: the pruning pass's levels rank the classes (at temperature `rank_tau`), the kept
+    ones get the full sum, the others +inf."""
+    levels = grid[start:start + cfg.num_sigmas]
+    a = torch.as_tensor(quadrature_weights(levels, cfg), dtype=errors.dtype)
+    window = errors[start:start + cfg.num_sigmas]
+    full = torch.einsum("g,gmk->mk", a, window)
+    if cfg.keep_classes is None or cfg.keep_classes >= errors.shape[2]:
+        return full
+    coarse_idx, _ = pruning_split(levels, cfg.prune_sigmas)
+    coarse = torch.einsum("g,gmk->mk", a[coarse_idx], window[coarse_idx])
+    keep = (coarse / rank_tau - log_prior).topk(cfg.keep_classes, dim=1, largest=False).indices
+    out = torch.full_like(full, float("inf"))
+    return out.scatter_(1, keep, full.gather(1, keep))
+
+
+def budget_candidates(base: PosteriorConfig, grid: np.ndarray, num_classes: int, budget: int,
+                      max_levels: int = 8):
+    """(start, config) for every window of `grid` (1..max_levels consecutive levels), unpruned or
+    pruned (1 or 2 pruning levels, any number of kept classes), whose evaluations per image
+    (`nfe_per_image`) fit `budget`."""
+    for length in range(1, min(max_levels, len(grid)) + 1):
+        for start in range(len(grid) - length + 1):
+            window = window_config(base, grid[start:start + length])
+            options = [window] + [window.replace(keep_classes=k, prune_sigmas=p)
+                                  for p in (1, 2) if p < length for k in range(1, num_classes)]
+            for cfg in options:
+                if nfe_per_image(cfg, num_classes) <= budget:
+                    yield start, cfg
+
+
+def fit_budget_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor, log_prior: torch.Tensor,
+                        base: PosteriorConfig, budget: int) -> tuple[PosteriorConfig, dict]:
+    """The schedule, among `budget_candidates`, whose posterior gives the imprecise labels the
+    highest likelihood (ties: the cheaper one), from per-level errors (G, M, K) of M images with
+    label likelihoods lik (M, K). Each candidate is simulated (`simulated_errors`) and gets its
+    own fitted tau, which the returned schedule carries. ValueError when the budget cannot score
+    every class once."""
+    num_classes = errors.shape[2]
+    if budget < num_classes:
+        raise ValueError(f"a budget of {budget} network evaluations per image cannot score all {num_classes} "
+                         f"classes once; give at least {num_classes}")
+    errors, lik, log_prior = errors.double().cpu(), lik.double().cpu(), log_prior.double().cpu()
+    best = None
+    window_tau: dict[tuple[int, int], float] = {}  # the unpruned window's tau ranks its pruned variants
+    for start, cfg in budget_candidates(base, grid, num_classes, budget):
+        key = (start, cfg.num_sigmas)
+        if key not in window_tau:
+            unpruned = cfg.replace(keep_classes=None, prune_sigmas=1)
+            full = simulated_errors(errors, grid, unpruned, start, rank_tau=1.0, log_prior=log_prior)
+            window_tau[key] = fit_temperature(full, lik, log_prior=log_prior)
+        if cfg.keep_classes is None:
+            tau = window_tau[key]
+            e = simulated_errors(errors, grid, cfg, start, rank_tau=tau, log_prior=log_prior)
+        else:
+            e = simulated_errors(errors, grid, cfg, start, rank_tau=window_tau[key], log_prior=log_prior)
+            tau = fit_temperature(e, lik, log_prior=log_prior)
+        ll = float(label_log_likelihoods(e, lik, log_prior, tau).mean())
+        nfe = nfe_per_image(cfg, num_classes)
+        if best is None or (ll, -nfe) > (best[0], -best[1]):
+            best = (ll, nfe, cfg.replace(temperature=tau))
+    ll, nfe, cfg = best
+    return cfg, {"log_lik": ll, "nfe_per_image": nfe, "sigma_lo": cfg.sigma_lo, "sigma_hi": cfg.sigma_hi,
+                 "num_sigmas": cfg.num_sigmas, "keep_classes": cfg.keep_classes}

@@ -45,3 +45,17 @@ def test_evaluate_json(tiny_run, capsys):
     assert rows["run-interval-3-keep2"]["nfe_per_image"] == 10 + 2 * 2
     for r in rows.values():
         assert 0 <= r["accuracy"] <= 1 and r["nll"] > 0 and len(r["calibrated"]["temperatures"]) == 2
+        assert r["ms_per_image"] > 0 and r["peak_gpu_mib"] is None  # the CPU has no peak-memory counter
+
+
+def test_evaluate_budgets_stay_within_their_nfe_and_plot(tiny_run, tmp_path, capsys):
+    """--budgets adds the schedule fitted for each budget (on the run's own training images and
+    labels), each within its budget; --plot writes the accuracy-vs-NFE picture."""
+    plot = tmp_path / "nfe.png"
+    code = main(["evaluate", str(tiny_run), "--json", "--limit", "30", "--schedules", "median-1",
+                 "--budgets", "10,14", "--plot", str(plot)])
+    out, _ = capsys.readouterr()
+    assert code == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {r["schedule"]: r for r in json.loads(out)["schedules"]}
+    assert 0 < rows["budget-10"]["nfe_per_image"] <= 10 and 0 < rows["budget-14"]["nfe_per_image"] <= 14
+    assert main(["evaluate", str(tiny_run), "--budgets", "ten"]) == 2

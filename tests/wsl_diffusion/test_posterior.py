@@ -151,3 +151,29 @@ def test_also_keep_refines_one_more_class_without_displacing_the_models_own(gaus
     finite = torch.isfinite(res.errors)
     assert finite.sum(dim=1).tolist() == [3, 3, 3] and bool(finite[0, 3])
     assert torch.all(finite[torch.isfinite(plain.errors)])  # the model's own kept classes stay kept
+
+
+def test_antithetic_pairs_cancel_the_noise_of_the_class_difference(gaussian_denoiser):
+    """The Gaussian denoiser is linear in its input, so the noise enters a class difference only
+    through a term odd in n: an (n, -n) pair removes it exactly, while two independent draws
+    (the same evaluations) only halve its variance. Both estimate the same expected difference."""
+    den = gaussian_denoiser
+    g = torch.Generator().manual_seed(5)
+    x0 = den.means[:1] + den.s * torch.randn(1, *den.image_shape, generator=g)
+    sigmas, w = np.array([0.3]), np.ones(1)
+
+    def difference(antithetic: bool) -> float:
+        e = class_errors(den, x0, sigmas=sigmas, weights=w, generator=g, antithetic=antithetic)[0]
+        return float(e[1] - e[0])
+
+    anti = torch.tensor([difference(True) for _ in range(200)])
+    pairs = torch.tensor([0.5 * (difference(False) + difference(False)) for _ in range(200)])
+    assert anti.var() < 1e-6 * pairs.var()
+    assert abs(anti.mean() - pairs.mean()) < 4 * math.sqrt(pairs.var() / 200)
+
+
+def test_antithetic_doubles_the_counted_evaluations():
+    cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=6, keep_classes=3, prune_sigmas=2)
+    assert nfe_per_image(cfg.replace(antithetic=True), 10) == 2 * nfe_per_image(cfg, 10) == 64
+    with pytest.raises(ValueError, match="antithetic must be true or false"):
+        cfg.replace(antithetic="yes")

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, quadrature_weights, sigma_levels
-from wsl_diffusion.schedule_fit import (candidate_grid, fit_schedule, fitted_keep_classes, level_errors,
-                                        refit_schedule, window_config)
+from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, nfe_per_image, quadrature_weights,
+                                     sigma_levels)
+from wsl_diffusion.schedule_fit import (budget_candidates, candidate_grid, fit_schedule, fitted_keep_classes,
+                                        level_errors, refit_schedule, window_config)
 
 BASE = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3, keep_classes=2, prune_sigmas=1)
 
@@ -94,3 +95,40 @@ def test_level_errors_score_every_class_at_every_level(gaussian_denoiser):
     errs = level_errors(den, x0, np.array([0.1, 1.0]), generator=torch.Generator().manual_seed(0))
     assert errs.shape == (2, 3, 4)
     assert (errs[1].argmin(dim=1) == torch.arange(3)).all()  # each mean is closest to its own class
+
+
+def test_a_budget_schedule_never_exceeds_its_budget_and_classifies(gaussian_denoiser):
+    """DiffusionClassifier(budget=B) on exact Gaussian classes with clean calibration labels:
+    every budget from K upwards is respected exactly as counted, below K is a clear error, and a
+    small budget still classifies about as well as the 100-level reference."""
+    from wsl_diffusion.classifier import DiffusionClassifier
+
+    den = gaussian_denoiser
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat(60)
+    x0 = (den.means[y] + den.s * torch.randn(len(y), *den.image_shape, generator=g)).clamp(-1, 1)
+    clf = DiffusionClassifier(den, posterior=BASE.replace(keep_classes=None, num_sigmas=6),
+                              log_prior=torch.log(torch.full((4,), 0.25)))
+    clf.calibration = (x0[:120], torch.nn.functional.one_hot(y[:120], 4).double())
+    test_x, test_y = x0[120:].numpy(), y[120:].numpy()
+    for budget in (4, 5, 7, 8, 12, 20, 40):
+        probs = clf.predict_proba(test_x, budget=budget)
+        assert clf.last_nfe_per_image <= budget
+        assert np.allclose(probs.sum(axis=1), 1.0)
+    reference = DiffusionClassifier(den, posterior=PosteriorConfig(schedule="grid", num_sigmas=100),
+                                    log_prior=torch.log(torch.full((4,), 0.25)))
+    assert clf.score(test_x, test_y) >= 0  # the default schedule still works beside the budgets
+    cheap = float((clf.predict(test_x, budget=8) == test_y).mean())
+    assert cheap >= reference.score(test_x, test_y) - 0.05
+    with pytest.raises(ValueError, match="cannot score all 4 classes once"):
+        clf.predict_proba(test_x, budget=3)
+    with pytest.raises(ValueError, match="whole number"):
+        clf.predict_proba(test_x, budget=7.5)
+
+
+def test_budget_candidates_cover_pruned_and_unpruned_schedules_within_the_budget():
+    grid = candidate_grid(BASE)
+    found = list(budget_candidates(BASE, grid, 10, 20))
+    assert found and all(nfe_per_image(cfg, 10) <= 20 for _, cfg in found)
+    assert any(cfg.keep_classes is None for _, cfg in found) and any(cfg.keep_classes for _, cfg in found)
+    assert max(nfe_per_image(cfg, 10) for _, cfg in found) == 20

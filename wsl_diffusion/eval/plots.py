@@ -3,6 +3,7 @@
     training_curves(RUN/stats.jsonl, RUN/curves.png)        losses and the E-step's table over kimg
     transition_heatmaps(T_estimated, T_true, path)          the estimate beside the truth
     accuracy_bars(rows, path)                                accuracy per setting and method, ± std
+    accuracy_vs_nfe(rows, path)                              a posterior's accuracy against its cost
 
 Every function writes one PNG and returns its path; matplotlib is imported inside, so importing
 this module costs nothing.
@@ -38,6 +39,23 @@ def _matrix_axes(fig, ax, image, *, xlabel: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("true")
     fig.colorbar(image, ax=ax, fraction=0.046)
+
+
+def accuracy_vs_nfe(rows: list[dict], path, *, title: str = "diffusion posterior: accuracy against cost") -> Path:
+    """One point per schedule (rows of `evaluate_schedules`): test accuracy against network
+    evaluations per image, on a log axis, each point named."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.scatter(r["nfe_per_image"], 100 * r["accuracy"])
+        ax.annotate(r["schedule"], (r["nfe_per_image"], 100 * r["accuracy"]), fontsize=8,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per image")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
 
 
 def read_stats(stats_path) -> tuple[list[dict], list[dict]]:

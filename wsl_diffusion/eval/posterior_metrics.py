@@ -111,17 +111,24 @@ def metrics_of(probs: torch.Tensor, targets: torch.Tensor) -> dict:
 
 
 def evaluate_schedules(net, images: torch.Tensor, targets: np.ndarray, schedules: dict[str, PosteriorConfig], *,
-                       log_prior: torch.Tensor | None = None, temperature: float = 1.0, seed: int = 0,
+                       log_prior: torch.Tensor | None = None, temperature: float | None = 1.0, seed: int = 0,
                        on_result=None) -> list[dict]:
-    """Accuracy / NLL / ECE (at the given temperature and cross-fitted), NFE and images/s per schedule."""
+    """Accuracy / NLL / ECE (at the given temperature and cross-fitted), NFE, images/s and peak
+    GPU memory (None on the CPU) per schedule. temperature None: each schedule's own."""
     t = torch.as_tensor(targets)
+    on_gpu = images.device.type == "cuda"
     rows = []
     for name, cfg in schedules.items():
-        cfg = cfg.replace(temperature=temperature)
+        if temperature is not None:
+            cfg = cfg.replace(temperature=temperature)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(images.device)
         errors, probs, nfe, seconds = posterior_outputs(net, images, cfg, log_prior=log_prior, seed=seed)
+        peak = torch.cuda.max_memory_allocated(images.device) / 2**20 if on_gpu else None
         calibrated, taus = cross_fitted_probs(errors, t, log_prior=log_prior, seed=seed)
         row = {"schedule": name, "nfe_per_image": nfe, "images_per_second": len(images) / seconds,
-               "temperature": temperature, **metrics_of(probs, t),
+               "ms_per_image": 1000 * seconds / len(images), "peak_gpu_mib": peak,
+               "temperature": cfg.temperature, **metrics_of(probs, t),
                "calibrated": {**metrics_of(calibrated, t), "temperatures": taus}}
         rows.append(row)
         if on_result is not None:
