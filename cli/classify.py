@@ -39,6 +39,9 @@ def add_posterior_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-classes", type=int, default=None, help="adaptive class pruning: classes refined")
     g.add_argument("--temperature", type=float, default=None, help="override the run's fitted temperature")
     g.add_argument("--seed", type=int, default=0, help="noise seed of the posterior")
+    g.add_argument("--budget", type=int, default=None,
+                   help="at most this many network evaluations per image: the schedule fitted for it on the "
+                        "run's training images and labels (ignores --schedule/--num-sigmas/--keep-classes)")
 
 
 def posterior_from_args(args, base):
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         names.append(name)
     results = []
     if images:
-        probs = clf.predict_proba(np.stack(images))
+        probs = clf.predict_proba(np.stack(images), budget=args.budget)
         for name, p in zip(names, probs):
             k = int(p.argmax())
             results.append({"image": name, "class": k, "class_name": clf.class_names[k],

@@ -59,3 +59,14 @@ def test_evaluate_budgets_stay_within_their_nfe_and_plot(tiny_run, tmp_path, cap
     rows = {r["schedule"]: r for r in json.loads(out)["schedules"]}
     assert 0 < rows["budget-10"]["nfe_per_image"] <= 10 and 0 < rows["budget-14"]["nfe_per_image"] <= 14
     assert main(["evaluate", str(tiny_run), "--budgets", "ten"]) == 2
+
+
+def test_classify_with_a_budget_spends_at_most_it(tiny_run, digits_small, tmp_path, capsys):
+    _, test = digits_small
+    good = tmp_path / "digit.png"
+    Image.fromarray(test.images[0][..., 0]).save(good)
+    assert main(["classify", str(tiny_run), str(good), "--json", "--budget", "12"]) == 0
+    result = json.loads(capsys.readouterr()[0])
+    assert 10 <= result["results"][0]["nfe"] <= 12
+    assert main(["classify", str(tiny_run), str(good), "--budget", "9"]) == 2  # cannot score 10 classes once
+    assert "cannot score all 10 classes" in capsys.readouterr()[1]
