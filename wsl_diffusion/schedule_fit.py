@@ -72,6 +72,14 @@ def window_config(base: PosteriorConfig, levels: np.ndarray) -> PosteriorConfig:
                         num_sigmas=len(levels), keep_classes=None, prune_sigmas=1)
 
 
+def pruning_pass(window: torch.Tensor, levels: np.ndarray, cfg: PosteriorConfig, prune_sigmas: int) -> torch.Tensor:
+    """(M, K) errors of the pruning pass (`pruning_split`'s levels, with the window's quadrature
+    weights) from the window's per-level errors (L, M, K): what ranks the classes."""
+    coarse_idx, _ = pruning_split(levels, prune_sigmas)
+    a = torch.as_tensor(quadrature_weights(levels, cfg), dtype=window.dtype)[coarse_idx]
+    return torch.einsum("g,gmk->mk", a, window[coarse_idx])
+
+
 def fitted_keep_classes(coarse: torch.Tensor, target: torch.Tensor, *, recall: float = PRUNE_RECALL) -> int | None:
     """Smallest k whose top-k of the pruning pass's ranking (`coarse`: (M, K) scores, lower is
     better) holds `target` (M,) for at least `recall` of the rows; None when only k = K does."""
@@ -113,10 +121,7 @@ def fit_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor, log_
         return None, info
     keep = None
     if base.keep_classes is not None and cfg.num_sigmas > base.prune_sigmas:
-        levels = sigma_levels(cfg)
-        coarse_idx, _ = pruning_split(levels, base.prune_sigmas)
-        a = torch.as_tensor(quadrature_weights(levels, cfg))[coarse_idx]
-        coarse = torch.einsum("g,gmk->mk", a, errors[start:start + cfg.num_sigmas][coarse_idx])
+        coarse = pruning_pass(errors[start:start + cfg.num_sigmas], sigma_levels(cfg), cfg, base.prune_sigmas)
         score = coarse / cfg.temperature - log_prior
         table_class = (lik * log_posterior(e, temperature=cfg.temperature, log_prior=log_prior).exp()).argmax(dim=1)
         keep = fitted_keep_classes(score, table_class)
@@ -156,8 +161,7 @@ def simulated_errors(errors: torch.Tensor, grid: np.ndarray, cfg: PosteriorConfi
     full = torch.einsum("g,gmk->mk", a, window)
     if cfg.keep_classes is None or cfg.keep_classes >= errors.shape[2]:
         return full
-    coarse_idx, _ = pruning_split(levels, cfg.prune_sigmas)
-    coarse = torch.einsum("g,gmk->mk", a[coarse_idx], window[coarse_idx])
+    coarse = pruning_pass(window, levels, cfg, cfg.prune_sigmas)
     keep = (coarse / rank_tau - log_prior).topk(cfg.keep_classes, dim=1, largest=False).indices
     out = torch.full_like(full, float("inf"))
     return out.scatter_(1, keep, full.gather(1, keep))
