@@ -19,20 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from label_models.likelihood import label_likelihood
-
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
-from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_posterior
+from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_label_likelihood, run_posterior
 from wsl_diffusion.schedule_fit import FIT_IMAGES, candidate_grid, fit_budget_schedule, level_errors
 
 
 def calibration_of(run_dir: Path, train_images: np.ndarray, labels, config) -> tuple[torch.Tensor, torch.Tensor]:
     """(model-space training images, their label likelihood p(z_n | y) under the run's final T)
     of a run: what `budget=` fits its schedule on."""
-    t = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME).get("transition")
-    lik = label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
-                           transition_matrix=None if t is None or not t.numel() else t.numpy())
+    lik = run_label_likelihood(load_checkpoint(Path(run_dir) / CHECKPOINT_NAME), labels, config)
     return to_model_space(train_images), torch.as_tensor(lik, dtype=torch.float64)
 
 

@@ -26,6 +26,7 @@ import torch
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.io import load_labels, write_atomically
 from label_models.labels import ImpreciseLabels
+from label_models.likelihood import label_likelihood
 
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
@@ -285,6 +286,14 @@ def load_run(run_dir: str | Path, *, device="cpu") -> TrainedRun:
                       log_prior=ckpt["log_prior"], temperature=float(ckpt["temperature"]),
                       class_names=tuple(ckpt.get("class_names", ())) or tuple(str(i) for i in range(net.num_classes)),
                       posterior=run_posterior(ckpt, config))
+
+
+def run_label_likelihood(ckpt: dict, labels: ImpreciseLabels, config: TrainConfig) -> np.ndarray:
+    """(N, K) p(z_n | y) of a run's labels under the T its checkpoint ended with (noisy labels;
+    the assumed symmetric T when it stores none)."""
+    t = ckpt.get("transition")
+    return label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
+                            transition_matrix=None if t is None or not t.numel() else t.double().numpy())
 
 
 def run_posterior(ckpt: dict, config: TrainConfig) -> PosteriorConfig:

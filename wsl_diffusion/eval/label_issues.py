@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from label_models.io import load_labels
-from label_models.likelihood import label_likelihood
 
-from wsl_diffusion.run import CHECKPOINT_NAME, LABELS_NAME, checkpoint_config, load_checkpoint
+from wsl_diffusion.run import CHECKPOINT_NAME, LABELS_NAME, checkpoint_config, load_checkpoint, run_label_likelihood
 
 KINDS_WITH_OBSERVED = ("noisy", "clean", "semi")
 
@@ -65,9 +63,7 @@ def find_label_issues(run_dir: str | Path) -> LabelIssues:
     if config.method != "dmis" or table is None or int(ckpt.get("refreshes", 0)) == 0:
         raise ValueError(f"{run_dir}: the run has no posterior table yet (a vanilla run, or one stopped before "
                          "its first E-step); train DMIS longer")
-    transition = ckpt.get("transition", torch.zeros(0))
-    lik = label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
-                           transition_matrix=transition.double().numpy() if transition.numel() else None)
+    lik = run_label_likelihood(ckpt, labels, config)
     names = tuple(ckpt.get("class_names", ())) or tuple(str(k) for k in range(labels.num_classes))
     return rank_label_issues(table.double().numpy(), lik, labels.observed, names)
 
