@@ -1,10 +1,13 @@
 """Accuracy and cost of the pruned diffusion posterior against a dense reference grid.
 
-    python benchmarks/posterior_cost.py RUN_DIR [--reference-sigmas 100] [--json]
+    python benchmarks/posterior_cost.py RUN_DIR [--reference-sigmas 100] [--budgets 10,20,40] [--json]
 
 On the run's test split, measured in one process:
   * the reference: `--reference-sigmas` log-spaced levels over [0.01, 20], all classes;
   * pruned schedules: a few levels in the run's interval, with and without adaptive class pruning;
+  * with --budgets: the schedule `DiffusionClassifier.predict(..., budget=B)` fits for each budget,
+    refitted for every noise seed (the fit's own noise draws are part of what varies), with the
+    seconds each fit took;
   * for each: accuracy, NFE per image, the NFE reduction factor and the accuracy change against the
     reference;
   * throughput: images/s of `DiffusionClassifier.predict_proba` times its NFE per image, as a
@@ -49,6 +52,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=5,
                         help="noise seeds averaged for each pruned schedule (the reference uses seed 0)")
+    parser.add_argument("--budgets", default="",
+                        help="comma-separated NFE budgets per image: add the schedule fitted for each")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,6 +92,20 @@ def main() -> None:
         row.update(accuracy=float(accs.mean()), accuracy_std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
                    nll=float(np.mean([e.nll for e in evs])), seeds=len(seeds))
         rows.append(row)
+    for budget in [int(b) for b in args.budgets.split(",") if b.strip()]:
+        accs, nfes, fit_seconds, picked = [], [], [], []
+        for s in range(args.seeds):
+            clf = DiffusionClassifier.from_run(args.run_dir, seed=s)
+            t0 = time.perf_counter()
+            cfg = clf.schedule_for_budget(budget)
+            fit_seconds.append(time.perf_counter() - t0)
+            accs.append(float((clf.predict(test.images, budget=budget) == targets).mean()))
+            nfes.append(clf.last_nfe_per_image)
+            picked.append(f"{cfg.sigma_lo:.2g}-{cfg.sigma_hi:.2g} x{cfg.num_sigmas} keep {cfg.keep_classes}")
+        rows.append({"schedule": f"budget {budget}", "nfe_per_image": max(nfes), "nfe_mean": float(np.mean(nfes)),
+                     "accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs, ddof=1)),
+                     "seeds": args.seeds, "nll": float("nan"), "images_per_second": float("nan"),
+                     "fit_seconds": float(np.mean(fit_seconds)), "fitted": picked})
     ref = rows[0]
     for r in rows:
         r["nfe_reduction"] = ref["nfe_per_image"] / r["nfe_per_image"]
@@ -114,6 +133,10 @@ def main() -> None:
         acc = f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f} ({r['seeds']})"
         print(f"{r['schedule']:32s} {r['nfe_per_image']:5d} {r['nfe_reduction']:7.1f} {acc:>24s} "
               f"{r['accuracy_change_pt']:+7.2f} {r['nll']:6.3f} {r['images_per_second']:7.1f}")
+    for r in rows:
+        if "fitted" in r:
+            print(f"{r['schedule']}: fitted in {r['fit_seconds']:.1f} s (mean NFE {r['nfe_mean']:.1f}): "
+                  + "; ".join(r["fitted"]))
     print(f"predict_proba: {api_rate:.0f} evals/s; raw forward: {raw_rate:.0f} evals/s; "
           f"ratio {result['api_fraction_of_raw']:.2f}")
 

@@ -22,7 +22,7 @@ import torch
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_label_likelihood, run_posterior
-from wsl_diffusion.schedule_fit import FIT_IMAGES, candidate_grid, fit_budget_schedule, level_errors
+from wsl_diffusion.schedule_fit import BUDGET_FIT_DRAWS, FIT_IMAGES, candidate_grid, fit_budget_schedule, level_errors
 
 
 def calibration_of(run_dir: Path, train_images: np.ndarray, labels, config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +116,8 @@ class DiffusionClassifier:
 
     def schedule_for_budget(self, budget: int) -> PosteriorConfig:
         """The schedule used for `budget` network evaluations per image: fitted once per budget on
-        up to FIT_IMAGES calibration images (one pass over a grid of levels, shared by all budgets)."""
+        up to FIT_IMAGES calibration images (BUDGET_FIT_DRAWS noise draws over a grid of levels, shared
+        by all budgets)."""
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
             raise ValueError(f"budget must be a whole number of network evaluations per image; got {budget!r}")
         budget = int(budget)
@@ -126,7 +127,8 @@ class DiffusionClassifier:
                 gen = torch.Generator().manual_seed(self.seed)
                 pick = torch.randperm(len(images), generator=gen)[:FIT_IMAGES]
                 grid = candidate_grid(self.posterior)
-                errs = level_errors(self.net, images[pick].to(self.device), grid, generator=gen)
+                errs = torch.stack([level_errors(self.net, images[pick].to(self.device), grid, generator=gen)
+                                    for _ in range(BUDGET_FIT_DRAWS)])
                 self._grid_errors = (grid, errs, lik[pick])
             grid, errs, lik = self._grid_errors
             log_prior = self.log_prior if self.log_prior is not None else torch.zeros(self.num_classes)

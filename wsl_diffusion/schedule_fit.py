@@ -20,9 +20,10 @@ clean label:
    levels) keeps, for at least `PRUNE_RECALL` of the images, the class the table would pick (the
    argmax of the label-restricted posterior). No k below K: no pruning.
 
-For inference under a budget of network evaluations per image (`fit_budget_schedule`), the same
-per-level errors rebuild, without another network call, the posterior of every window and
-pruning that fits the budget; the one that explains the labels best is chosen.
+For inference under a budget of network evaluations per image (`fit_budget_schedule`), per-level
+errors of two independent noise draws rebuild, without another network call, the posterior of
+every window and pruning that fits the budget; the one whose classes agree most often with the
+whole grid's (of the other draw) is chosen. No label is needed for that; the labels only break ties.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ FIT_IMAGES = 384  # images scored per fit: every class on every grid level (G * 
 GRID_FACTOR = 2.0  # ratio of neighbouring candidate levels
 PRUNE_RECALL = 0.99  # share of images whose table class the pruning pass must keep
 MIN_LEVELS = 3
+BUDGET_FIT_DRAWS = 2  # independent noise draws of the grid for a budget fit: each is checked against the other
 # A model is trusted to have shown something when its label log-likelihood gain over the prior
 # exceeds this many standard errors (one-sided, about 2.5% for a model that is no better).
 EVIDENCE_STDERRS = 2.0
@@ -182,36 +184,63 @@ def budget_candidates(base: PosteriorConfig, grid: np.ndarray, num_classes: int,
                     yield start, cfg
 
 
+def reference_classes(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor, log_prior: torch.Tensor,
+                      base: PosteriorConfig) -> torch.Tensor:
+    """(R, M) the class the whole-grid posterior (every level, every class, ELBO weights) picks for
+    each image in each noise draw of errors (R, G, M, K): what a budget schedule should reproduce."""
+    full = window_config(base, grid)
+    a = torch.as_tensor(quadrature_weights(grid, full), dtype=errors.dtype)
+    sums = torch.einsum("g,rgmk->rmk", a, errors)
+    tau = fit_temperature(sums[0], lik, log_prior=log_prior)
+    return log_posterior(sums, temperature=tau, log_prior=log_prior).argmax(dim=-1)
+
+
 def fit_budget_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor, log_prior: torch.Tensor,
                         base: PosteriorConfig, budget: int) -> tuple[PosteriorConfig, dict]:
-    """The schedule, among `budget_candidates`, whose posterior gives the imprecise labels the
-    highest likelihood (ties: the cheaper one), from per-level errors (G, M, K) of M images with
-    label likelihoods lik (M, K). Each candidate is simulated (`simulated_errors`) and gets its
-    own fitted tau, which the returned schedule carries. ValueError when the budget cannot score
-    every class once."""
-    num_classes = errors.shape[2]
+    """The schedule, among `budget_candidates`, that best reproduces the whole-grid posterior, from
+    per-level errors (R, G, M, K) of M images in R independent noise draws (or (G, M, K): one draw)
+    with label likelihoods lik (M, K).
+
+    Each candidate is simulated on draw r (`simulated_errors`) and scored by how often its class
+    agrees with the whole-grid reference of the *next* draw, so the noise a candidate shares with
+    its own draw's reference earns nothing; the mean over draws is the score. Ties go to the higher
+    likelihood of the imprecise labels, then to fewer evaluations.
+
+    Why agreement and not the labels' likelihood alone: the calibration images are the model's own
+    training images, and it has fitted their labels. On a semi-10 model every candidate gave the
+    labelled rows a likelihood of ~1 (the unlabelled rows carry none), so the likelihood could not
+    tell a one-level schedule from a four-level one; on digits the agreement picked schedules
+    0.5-1.0 points more accurate on the test split at 20 evaluations per image.
+
+    Each candidate gets its own fitted tau, which the returned schedule carries. ValueError when
+    the budget cannot score every class once."""
+    num_classes = errors.shape[-1]
     if budget < num_classes:
         raise ValueError(f"a budget of {budget} network evaluations per image cannot score all {num_classes} "
                          f"classes once; give at least {num_classes}")
-    errors, lik, log_prior = errors.double().cpu(), lik.double().cpu(), log_prior.double().cpu()
+    errors = errors.double().cpu()
+    if errors.ndim == 3:
+        errors = errors[None]
+    lik, log_prior = lik.double().cpu(), log_prior.double().cpu()
+    draws = errors.shape[0]
+    target = reference_classes(errors, grid, lik, log_prior, base).roll(-1, dims=0)  # draw r meets draw r + 1's
     best = None
     window_tau: dict[tuple[int, int], float] = {}  # the unpruned window's tau ranks its pruned variants
     for start, cfg in budget_candidates(base, grid, num_classes, budget):
         key = (start, cfg.num_sigmas)
         if key not in window_tau:
             unpruned = cfg.replace(keep_classes=None, prune_sigmas=1)
-            full = simulated_errors(errors, grid, unpruned, start, rank_tau=1.0, log_prior=log_prior)
+            full = simulated_errors(errors[0], grid, unpruned, start, rank_tau=1.0, log_prior=log_prior)
             window_tau[key] = fit_temperature(full, lik, log_prior=log_prior)
-        if cfg.keep_classes is None:
-            tau = window_tau[key]
-            e = simulated_errors(errors, grid, cfg, start, rank_tau=tau, log_prior=log_prior)
-        else:
-            e = simulated_errors(errors, grid, cfg, start, rank_tau=window_tau[key], log_prior=log_prior)
-            tau = fit_temperature(e, lik, log_prior=log_prior)
-        ll = float(label_log_likelihoods(e, lik, log_prior, tau).mean())
+        sims = [simulated_errors(errors[r], grid, cfg, start, rank_tau=window_tau[key], log_prior=log_prior)
+                for r in range(draws)]
+        tau = window_tau[key] if cfg.keep_classes is None else fit_temperature(sims[0], lik, log_prior=log_prior)
+        agree = sum(float((log_posterior(e, temperature=tau, log_prior=log_prior).argmax(dim=1) == target[r])
+                          .double().mean()) for r, e in enumerate(sims)) / draws
+        ll = sum(float(label_log_likelihoods(e, lik, log_prior, tau).mean()) for e in sims) / draws
         nfe = nfe_per_image(cfg, num_classes)
-        if best is None or (ll, -nfe) > (best[0], -best[1]):
-            best = (ll, nfe, cfg.replace(temperature=tau))
-    ll, nfe, cfg = best
-    return cfg, {"log_lik": ll, "nfe_per_image": nfe, "sigma_lo": cfg.sigma_lo, "sigma_hi": cfg.sigma_hi,
-                 "num_sigmas": cfg.num_sigmas, "keep_classes": cfg.keep_classes}
+        if best is None or (agree, ll, -nfe) > (best[0], best[1], -best[2]):
+            best = (agree, ll, nfe, cfg.replace(temperature=tau))
+    agree, ll, nfe, cfg = best
+    return cfg, {"agreement": agree, "log_lik": ll, "nfe_per_image": nfe, "sigma_lo": cfg.sigma_lo,
+                 "sigma_hi": cfg.sigma_hi, "num_sigmas": cfg.num_sigmas, "keep_classes": cfg.keep_classes}

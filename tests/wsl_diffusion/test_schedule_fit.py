@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, nfe_per_image, quadrature_weights,
-                                     sigma_levels)
-from wsl_diffusion.schedule_fit import (budget_candidates, candidate_grid, fit_schedule, fitted_keep_classes,
-                                        level_errors, refit_schedule, window_config)
+from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, nfe_per_image, pruning_split,
+                                     quadrature_weights, sigma_levels)
+from wsl_diffusion.schedule_fit import (budget_candidates, candidate_grid, fit_budget_schedule, fit_schedule,
+                                        fitted_keep_classes, level_errors, refit_schedule, window_config)
 
 BASE = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3, keep_classes=2, prune_sigmas=1)
 
@@ -132,3 +132,22 @@ def test_budget_candidates_cover_pruned_and_unpruned_schedules_within_the_budget
     assert found and all(nfe_per_image(cfg, 10) <= 20 for _, cfg in found)
     assert any(cfg.keep_classes is None for _, cfg in found) and any(cfg.keep_classes for _, cfg in found)
     assert max(nfe_per_image(cfg, 10) for _, cfg in found) == 20
+
+
+def test_a_budget_fit_needs_no_labels_to_find_the_informative_levels():
+    """Levels 4, 5, 6 of the grid carry the class, the rest only noise, and no calibration image
+    has a label (semi-supervised rows: p(z | y) = 1 for every y), so the labels' likelihood is the
+    same for every schedule. The fit must still take exactly the informative levels, by agreeing
+    with the whole grid's classes in an independent noise draw, and stay within the budget."""
+    grid = candidate_grid(BASE)
+    truth = torch.randint(4, (300,), generator=torch.Generator().manual_seed(2))
+    draws = torch.stack([synthetic_errors(grid, [4, 5, 6], truth, 4, seed=s) for s in (0, 1)])
+    unlabelled = torch.ones(300, 4, dtype=torch.float64)
+    cfg, info = fit_budget_schedule(draws, grid, unlabelled, torch.log(torch.full((4,), 0.25)), BASE, budget=12)
+    assert nfe_per_image(cfg, 4) <= 12
+    levels = np.searchsorted(grid, sigma_levels(cfg) * (1 - 1e-9))  # grid indices of the chosen levels
+    assert {4, 5, 6} <= set(levels.tolist())
+    if cfg.keep_classes is not None:  # the pass that prunes must rank on informative levels only
+        coarse, _ = pruning_split(sigma_levels(cfg), cfg.prune_sigmas)
+        assert set(levels[coarse].tolist()) <= {4, 5, 6}
+    assert info["agreement"] > 0.8
