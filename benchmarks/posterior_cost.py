@@ -96,6 +96,7 @@ def main() -> None:
         accs, nfes, fit_seconds, picked = [], [], [], []
         for s in range(args.seeds):
             clf = DiffusionClassifier.from_run(args.run_dir, seed=s)
+            clf.store_schedules = False  # a fresh fit per seed, not the one stored in the run
             t0 = time.perf_counter()
             cfg = clf.schedule_for_budget(budget)
             fit_seconds.append(time.perf_counter() - t0)

@@ -21,8 +21,10 @@ import torch
 
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
-from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_label_likelihood, run_posterior
-from wsl_diffusion.schedule_fit import BUDGET_FIT_DRAWS, FIT_IMAGES, candidate_grid, fit_budget_schedule, level_errors
+from wsl_diffusion.run import (CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_label_likelihood,
+                               run_posterior, store_budget_schedule, stored_budget_schedules)
+from wsl_diffusion.schedule_fit import (BUDGET_FIT_DRAWS, FIT_IMAGES, candidate_grid, fit_budget_schedule,
+                                        level_errors)
 
 
 def calibration_of(run_dir: Path, train_images: np.ndarray, labels, config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +60,8 @@ class DiffusionClassifier:
         self.device = torch.device(device)
         self.last_nfe_per_image = 0
         self.run_dir: Path | None = None
+        self.run_step: int | None = None  # the checkpoint step of run_dir's model (stored budget schedules)
+        self.store_schedules = True  # read and write budget= schedules in run_dir (False: always fit afresh)
         self.calibration: tuple[torch.Tensor, torch.Tensor] | None = None
         self._grid_errors = None  # (grid, per-level errors, their rows' likelihoods), computed once
         self._budget_schedules: dict[int, PosteriorConfig] = {}
@@ -71,6 +75,7 @@ class DiffusionClassifier:
         names = kwargs.pop("class_names", None) or tuple(ckpt.get("class_names", [])) or None
         clf = cls(net, posterior=posterior, log_prior=ckpt["log_prior"], class_names=names, device=device, **kwargs)
         clf.run_dir = Path(run_dir)
+        clf.run_step = int(ckpt["step"])
         return clf
 
     @property
@@ -121,6 +126,10 @@ class DiffusionClassifier:
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
             raise ValueError(f"budget must be a whole number of network evaluations per image; got {budget!r}")
         budget = int(budget)
+        stored = self.run_dir is not None and self.store_schedules
+        if budget not in self._budget_schedules and stored:
+            known = stored_budget_schedules(self.run_dir, step=self.run_step, base=self.posterior)
+            self._budget_schedules.update(known)
         if budget not in self._budget_schedules:
             if self._grid_errors is None:
                 images, lik = self._calibration()
@@ -132,8 +141,11 @@ class DiffusionClassifier:
                 self._grid_errors = (grid, errs, lik[pick])
             grid, errs, lik = self._grid_errors
             log_prior = self.log_prior if self.log_prior is not None else torch.zeros(self.num_classes)
-            cfg, _ = fit_budget_schedule(errs, grid, lik, log_prior.cpu(), self.posterior, budget)
+            cfg, info = fit_budget_schedule(errs, grid, lik, log_prior.cpu(), self.posterior, budget)
             self._budget_schedules[budget] = cfg
+            if stored:
+                store_budget_schedule(self.run_dir, step=self.run_step, base=self.posterior, budget=budget,
+                                      posterior=cfg, info={**info, "seed": self.seed, "fit_images": len(lik)})
         return self._budget_schedules[budget]
 
     def _calibration(self) -> tuple[torch.Tensor, torch.Tensor]:

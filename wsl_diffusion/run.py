@@ -3,7 +3,8 @@
     RUN/config.json     the TrainConfig (JSON)              RUN/labels.npz     the imprecise labels
     RUN/checkpoint.pt   state_dicts + config (atomic)       RUN/stats.jsonl    losses, table refreshes
     RUN/summary.json    the last call's summary             RUN/samples.png    one row per class
-    RUN/curves.png      losses and E-step table over kimg
+    RUN/curves.png      losses and E-step table over kimg   RUN/posterior_budgets.json  schedules fitted for
+                                                                                    budget= (per checkpoint step)
 
 Checkpoints are written to a temporary file in the same folder, flushed and fsync'ed, then moved
 over the old one with os.replace, so a crash mid-write leaves the previous checkpoint intact; they
@@ -43,6 +44,7 @@ SUMMARY_NAME = "summary.json"
 SAMPLES_NAME = "samples.png"
 CURVES_NAME = "curves.png"
 LOCK_NAME = ".lock"
+BUDGETS_NAME = "posterior_budgets.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,3 +303,40 @@ def run_posterior(ckpt: dict, config: TrainConfig) -> PosteriorConfig:
     `posterior_fit="fixed"`) the config's. Its temperature is the config's; the fitted tau is
     the checkpoint's `temperature`."""
     return PosteriorConfig(**ckpt["posterior"]) if "posterior" in ckpt else config.posterior
+
+
+def stored_budget_schedules(run_dir: Path, *, step: int, base: PosteriorConfig) -> dict[int, PosteriorConfig]:
+    """{budget: schedule} fitted for `budget=` on this run at checkpoint `step` from the schedule
+    `base` (`store_budget_schedule`); empty when none was stored, when the run has trained on since
+    (its model is another) or when they were fitted from another base schedule."""
+    path = Path(run_dir) / BUDGETS_NAME
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("step") != step or stored.get("base") != base.to_dict():
+            return {}
+        return {int(b): PosteriorConfig(**entry["posterior"]) for b, entry in stored["budgets"].items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # unreadable or from another version: fit again (and overwrite it)
+
+
+def store_budget_schedule(run_dir: Path, *, step: int, base: PosteriorConfig, budget: int, posterior: PosteriorConfig,
+                          info: dict) -> bool:
+    """Add the schedule fitted for `budget` at checkpoint `step` from `base` to
+    RUN/posterior_budgets.json (atomically); False when the run directory cannot be written (the fit
+    is then only kept in memory)."""
+    path = Path(run_dir) / BUDGETS_NAME
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}
+    if (not isinstance(stored, dict) or stored.get("step") != step or stored.get("base") != base.to_dict()
+            or not isinstance(stored.get("budgets"), dict)):
+        stored = {"step": step, "base": base.to_dict(), "budgets": {}}
+    stored["budgets"][str(budget)] = {"posterior": posterior.to_dict(), "fit": info}
+    try:
+        atomic_write_text(path, json.dumps(stored, indent=1, sort_keys=True))
+    except OSError:
+        return False
+    return True

@@ -69,3 +69,32 @@ def test_uint8_pixels_as_a_torch_tensor_match_the_numpy_array(tiny_run, digits_s
     clf = DiffusionClassifier.from_run(tiny_run)
     np.testing.assert_array_equal(clf.predict_proba(torch.from_numpy(test.images[:4])),
                                   clf.predict_proba(test.images[:4]))
+
+
+def test_budget_schedules_are_stored_in_the_run_and_refitted_after_more_training(tiny_run, digits_small, tmp_path):
+    """The schedule fitted for a budget lands in RUN/posterior_budgets.json; a new classifier on the
+    same checkpoint reads it (no calibration pass), and one on a checkpoint with another step fits
+    again, because its model is another."""
+    import json
+    import shutil
+
+    from wsl_diffusion.run import BUDGETS_NAME
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / BUDGETS_NAME).unlink(missing_ok=True)
+    first = DiffusionClassifier.from_run(run)
+    fitted = first.schedule_for_budget(14)
+    assert first._grid_errors is not None  # it fitted
+    stored = json.loads((run / BUDGETS_NAME).read_text())
+    assert stored["step"] == first.run_step and set(stored["budgets"]) == {"14"}
+
+    again = DiffusionClassifier.from_run(run)
+    assert again.schedule_for_budget(14) == fitted and again._grid_errors is None  # read, not refitted
+
+    stored["step"] += 1  # as if the run had trained on after the fit
+    (run / BUDGETS_NAME).write_text(json.dumps(stored))
+    later = DiffusionClassifier.from_run(run)
+    later.schedule_for_budget(14)
+    assert later._grid_errors is not None
+    assert json.loads((run / BUDGETS_NAME).read_text())["step"] == later.run_step
