@@ -54,6 +54,8 @@ def main() -> None:
                         help="noise seeds averaged for each pruned schedule (the reference uses seed 0)")
     parser.add_argument("--budgets", default="",
                         help="comma-separated NFE budgets per image: add the schedule fitted for each")
+    parser.add_argument("--budgets-only", action="store_true",
+                        help="of the fixed schedules, run only the reference (with --budgets)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,6 +83,8 @@ def main() -> None:
         "interval x6, keep 3 after 1": run_interval.replace(num_sigmas=6, keep_classes=3, prune_sigmas=1),
         "interval x8, keep 2 after 1": run_interval.replace(num_sigmas=8, keep_classes=2, prune_sigmas=1),
     }
+    if args.budgets_only:
+        schedules = dict(list(schedules.items())[:1])
     # A few-level estimate is noisy (one noise draw per level): average its accuracy over seeds.
     # The 100-level reference averages over 100 draws already and is run once.
     rows = []

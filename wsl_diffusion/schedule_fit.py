@@ -172,13 +172,13 @@ def simulated_errors(errors: torch.Tensor, grid: np.ndarray, cfg: PosteriorConfi
 def budget_candidates(base: PosteriorConfig, grid: np.ndarray, num_classes: int, budget: int,
                       max_levels: int = 8):
     """(start, config) for every window of `grid` (1..max_levels consecutive levels), unpruned or
-    pruned (1 or 2 pruning levels, any number of kept classes), whose evaluations per image
+    pruned (1 or 2 pruning levels, 2 to K - 1 kept classes), whose evaluations per image
     (`nfe_per_image`) fit `budget`."""
     for length in range(1, min(max_levels, len(grid)) + 1):
         for start in range(len(grid) - length + 1):
             window = window_config(base, grid[start:start + length])
-            options = [window] + [window.replace(keep_classes=k, prune_sigmas=p)
-                                  for p in (1, 2) if p < length for k in range(1, num_classes)]
+            options = [window] + [window.replace(keep_classes=k, prune_sigmas=p)  # keeping 1 refines nothing
+                                  for p in (1, 2) if p < length for k in range(2, num_classes)]
             for cfg in options:
                 if nfe_per_image(cfg, num_classes) <= budget:
                     yield start, cfg
@@ -212,8 +212,9 @@ def fit_budget_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tenso
     tell a one-level schedule from a four-level one; on digits the agreement picked schedules
     0.5-1.0 points more accurate on the test split at 20 evaluations per image.
 
-    Each candidate gets its own fitted tau, which the returned schedule carries. ValueError when
-    the budget cannot score every class once."""
+    Each window gets its own fitted tau, which the returned schedule carries (pruned or not: a
+    pruned schedule ranks its classes with that tau, as simulated). ValueError when the budget
+    cannot score every class once."""
     num_classes = errors.shape[-1]
     if budget < num_classes:
         raise ValueError(f"a budget of {budget} network evaluations per image cannot score all {num_classes} "
@@ -232,9 +233,10 @@ def fit_budget_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tenso
             unpruned = cfg.replace(keep_classes=None, prune_sigmas=1)
             full = simulated_errors(errors[0], grid, unpruned, start, rank_tau=1.0, log_prior=log_prior)
             window_tau[key] = fit_temperature(full, lik, log_prior=log_prior)
-        sims = [simulated_errors(errors[r], grid, cfg, start, rank_tau=window_tau[key], log_prior=log_prior)
-                for r in range(draws)]
-        tau = window_tau[key] if cfg.keep_classes is None else fit_temperature(sims[0], lik, log_prior=log_prior)
+        # The window's tau serves its pruned variants too: `diffusion_posterior` ranks the classes
+        # with the schedule's own tau, so the simulation is only faithful with that same tau.
+        tau = window_tau[key]
+        sims = [simulated_errors(errors[r], grid, cfg, start, rank_tau=tau, log_prior=log_prior) for r in range(draws)]
         agree = sum(float((log_posterior(e, temperature=tau, log_prior=log_prior).argmax(dim=1) == target[r])
                           .double().mean()) for r, e in enumerate(sims)) / draws
         ll = sum(float(label_log_likelihoods(e, lik, log_prior, tau).mean()) for e in sims) / draws

@@ -132,6 +132,7 @@ def test_budget_candidates_cover_pruned_and_unpruned_schedules_within_the_budget
     assert found and all(nfe_per_image(cfg, 10) <= 20 for _, cfg in found)
     assert any(cfg.keep_classes is None for _, cfg in found) and any(cfg.keep_classes for _, cfg in found)
     assert max(nfe_per_image(cfg, 10) for _, cfg in found) == 20
+    assert all(cfg.keep_classes != 1 for _, cfg in found)  # one kept class is the pruning pass, paid twice
 
 
 def test_a_budget_fit_needs_no_labels_to_find_the_informative_levels():
