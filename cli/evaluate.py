@@ -6,8 +6,8 @@ NLL and ECE at the run's temperature and after temperature calibration (cross-fi
 halves of the test split, so no image is scored with a temperature fitted on its own label),
 network evaluations (NFE) per image, time per image, images per second and (GPU) peak memory — an
 accuracy-vs-NFE table. --budgets 20,40 adds the schedule DiffusionClassifier picks for each
-budget of network evaluations per image (fitted on the run's training images and their imprecise
-labels); --plot PATH draws accuracy against NFE as a PNG.
+budget of network evaluations per image (fitted on the run's training images, no clean label needed,
+and stored in the run); --plot PATH draws accuracy against NFE as a PNG.
 
 With --samples it measures the run's generated samples instead (--per-class per class): FD and
 class-wise FD (each with its sample size), density/coverage and their class-wise versions, CAS

@@ -9,8 +9,9 @@
 
 Probabilities are p(y | x) = softmax(-e_y / tau + log prior_y) with the run's class prior and
 temperature (both estimated during training from the imprecise labels alone), unless overridden.
-With `budget=`, the schedule is the one, among those that fit the budget, that best explains the
-run's own training labels (`schedule_fit.fit_budget_schedule`); no clean label is needed.
+With `budget=`, the schedule is the one, among those that fit the budget, whose classes agree most
+often with the whole level grid's on the run's own training images (`schedule_fit.fit_budget_schedule`);
+no clean label is needed. It is stored in the run (posterior_budgets.json) and reused.
 """
 from __future__ import annotations
 

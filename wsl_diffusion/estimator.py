@@ -21,7 +21,7 @@
 directory that is removed afterwards (the model stays in memory); predictions go through
 `DiffusionClassifier`, the same path as `DiffusionClassifier.from_run` on a saved run.
 `budget` caps the network evaluations per predicted image (`DiffusionClassifier.predict_proba`'s
-`budget=`, fitted on the training images with their imprecise labels); None: the run's schedule.
+`budget=`, fitted on the training images); None: the run's schedule.
 """
 from __future__ import annotations
 
