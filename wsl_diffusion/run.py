@@ -3,8 +3,8 @@
     RUN/config.json     the TrainConfig (JSON)              RUN/labels.npz     the imprecise labels
     RUN/checkpoint.pt   state_dicts + config (atomic)       RUN/stats.jsonl    losses, table refreshes
     RUN/summary.json    the last call's summary             RUN/samples.png    one row per class
-    RUN/curves.png      losses and E-step table over kimg   RUN/posterior_budgets.json  schedules fitted for
-                                                                                    budget= (per checkpoint step)
+    RUN/curves.png      losses and E-step table over kimg
+    RUN/posterior_budgets.json   the schedules fitted for `budget=` (for one checkpoint step)
 
 Checkpoints are written to a temporary file in the same folder, flushed and fsync'ed, then moved
 over the old one with os.replace, so a crash mid-write leaves the previous checkpoint intact; they
@@ -315,10 +315,8 @@ def stored_budget_schedules(run_dir: Path, *, step: int, base: PosteriorConfig) 
         if stored.get("step") != step or stored.get("base") != base.to_dict():
             return {}
         return {int(b): PosteriorConfig(**entry["posterior"]) for b, entry in stored["budgets"].items()}
-    except FileNotFoundError:
-        return {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # unreadable or from another version: fit again (and overwrite it)
+        return {}  # none yet, unreadable or from another version: fit again (and overwrite it)
 
 
 def store_budget_schedule(run_dir: Path, *, step: int, base: PosteriorConfig, budget: int, posterior: PosteriorConfig,

@@ -23,7 +23,7 @@ clean label:
 For inference under a budget of network evaluations per image (`fit_budget_schedule`), per-level
 errors of two independent noise draws rebuild, without another network call, the posterior of
 every window and pruning that fits the budget; the one whose classes agree most often with the
-whole grid's (of the other draw) is chosen. No label is needed for that; the labels only break ties.
+whole grid's (of the other draw) is chosen. No label is needed for that; the labels break ties and set tau.
 """
 from __future__ import annotations
 
@@ -209,8 +209,9 @@ def fit_budget_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tenso
     Why agreement and not the labels' likelihood alone: the calibration images are the model's own
     training images, and it has fitted their labels. On a semi-10 model every candidate gave the
     labelled rows a likelihood of ~1 (the unlabelled rows carry none), so the likelihood could not
-    tell a one-level schedule from a four-level one; on digits the agreement picked schedules
-    0.5-1.0 points more accurate on the test split at 20 evaluations per image.
+    tell a one-level schedule from a four-level one. On three digits models (5 noise seeds) the
+    agreement's schedules were up to 0.7 points more accurate on the test split at 20 evaluations
+    per image and up to 1.4 at 40; the worst change was -0.14 (at 10, within the seeds' spread).
 
     Each window gets its own fitted tau, which the returned schedule carries (pruned or not: a
     pruned schedule ranks its classes with that tau, as simulated). ValueError when the budget
