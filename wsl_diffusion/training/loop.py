@@ -45,7 +45,7 @@ from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_t
                                      noised_input_errors, quadrature_weights, sigma_levels)
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
-                               load_checkpoint, run_lock, save_checkpoint, save_config)
+                               load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.schedule_fit import EVIDENCE_STDERRS, refit_schedule
 from wsl_diffusion.training import distributed as dist_utils
@@ -199,7 +199,7 @@ def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainStat
                       refresh_interval_kimg=float(ckpt.get("refresh_interval_kimg", interval)),
                       next_refresh_nimg=int(ckpt.get("next_refresh_nimg", round((refreshes + 1) * interval * 1000))),
                       class_names=tuple(ckpt.get("class_names", ())),
-                      posterior=PosteriorConfig(**ckpt["posterior"]) if "posterior" in ckpt else config.posterior)
+                      posterior=run_posterior(ckpt, config))
 
 
 # ----------------------------------------------------------------------------------------------
