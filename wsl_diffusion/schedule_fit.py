@@ -74,6 +74,13 @@ def window_config(base: PosteriorConfig, levels: np.ndarray) -> PosteriorConfig:
                         num_sigmas=len(levels), keep_classes=None, prune_sigmas=1)
 
 
+def window_sum(errors: torch.Tensor, levels: np.ndarray, cfg: PosteriorConfig) -> torch.Tensor:
+    """The ELBO sum over `levels` of per-level errors (..., L, M, K) -> (..., M, K), with the
+    quadrature weights `diffusion_posterior` gives those levels."""
+    a = torch.as_tensor(quadrature_weights(levels, cfg), dtype=errors.dtype)
+    return torch.einsum("g,...gmk->...mk", a, errors)
+
+
 def pruning_pass(window: torch.Tensor, levels: np.ndarray, cfg: PosteriorConfig, prune_sigmas: int) -> torch.Tensor:
     """(M, K) errors of the pruning pass (`pruning_split`'s levels, with the window's quadrature
     weights) from the window's per-level errors (L, M, K): what ranks the classes."""
@@ -108,8 +115,7 @@ def fit_schedule(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor, log_
         for start in range(len(grid) - length + 1):
             levels = grid[start:start + length]
             cfg = window_config(base, levels)
-            a = torch.as_tensor(quadrature_weights(levels, cfg))
-            e = torch.einsum("g,gmk->mk", a, errors[start:start + length])
+            e = window_sum(errors[start:start + length], levels, cfg)
             tau = fit_temperature(e, lik, log_prior=log_prior)
             rows = label_log_likelihoods(e, lik, log_prior, tau)
             if best is None or rows.mean() > best[0].mean():
@@ -158,9 +164,8 @@ def simulated_errors(errors: torch.Tensor, grid: np.ndarray, cfg: PosteriorConfi
     evaluation: the pruning pass's levels rank the classes (at temperature `rank_tau`), the kept
     ones get the full sum, the others +inf."""
     levels = grid[start:start + cfg.num_sigmas]
-    a = torch.as_tensor(quadrature_weights(levels, cfg), dtype=errors.dtype)
     window = errors[start:start + cfg.num_sigmas]
-    full = torch.einsum("g,gmk->mk", a, window)
+    full = window_sum(window, levels, cfg)
     if cfg.keep_classes is None or cfg.keep_classes >= errors.shape[2]:
         return full
     coarse = pruning_pass(window, levels, cfg, cfg.prune_sigmas)
@@ -188,9 +193,7 @@ def reference_classes(errors: torch.Tensor, grid: np.ndarray, lik: torch.Tensor,
                       base: PosteriorConfig) -> torch.Tensor:
     """(R, M) the class the whole-grid posterior (every level, every class, ELBO weights) picks for
     each image in each noise draw of errors (R, G, M, K): what a budget schedule should reproduce."""
-    full = window_config(base, grid)
-    a = torch.as_tensor(quadrature_weights(grid, full), dtype=errors.dtype)
-    sums = torch.einsum("g,rgmk->rmk", a, errors)
+    sums = window_sum(errors, grid, window_config(base, grid))
     tau = fit_temperature(sums[0], lik, log_prior=log_prior)
     return log_posterior(sums, temperature=tau, log_prior=log_prior).argmax(dim=-1)
 
