@@ -54,18 +54,22 @@ def run_dir(out: Path, setting: str, variant: str, seed: int) -> Path:
     return out / setting / slug / f"seed{seed}"
 
 
-def run_cell(out: Path, setting: str, variant: str, seed: int, threads: int) -> None:
-    target = run_dir(out, setting, variant, seed)
+def train_cell(target: Path, setting: str, seed: int, flags: list[str], threads: int) -> None:
+    """One `wsl-diff train` run of a setting at the digits benchmark budget (skipped if finished)."""
     if (target / "summary.json").is_file():
         return
-    flags = list(VARIANTS[variant])
-    if setting == "semi-5" and "--table-refresh-kimg" in flags:  # the old semi default: every 16 kimg
-        flags[flags.index("--table-refresh-kimg") + 1] = "16"
     cmd = [sys.executable, "-m", "cli.main", "train", *SETTINGS[setting], "--label-seed", str(seed), "--seed", str(seed),
            "--kimg", "128", "--model", "small", "--samples-per-class", "0", "--threads", str(threads), "--quiet",
            "--json", "--out", str(target), *flags]
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def run_cell(out: Path, setting: str, variant: str, seed: int, threads: int) -> None:
+    flags = list(VARIANTS[variant])
+    if setting == "semi-5" and "--table-refresh-kimg" in flags:  # the old semi default: every 16 kimg
+        flags[flags.index("--table-refresh-kimg") + 1] = "16"
+    train_cell(run_dir(out, setting, variant, seed), setting, seed, flags, threads)
 
 
 def read_cell(path: Path) -> dict | None:

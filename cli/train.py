@@ -72,6 +72,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--holdout", type=float, default=0.0,
                    help="share of the training images (at most 1000) held out to check the model against the label "
                         "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
+    m.add_argument("--validation", type=float, default=0.0,
+                   help="share of the training images never trained on (stratified by observed label); the run "
+                        "scores its model on their imprecise labels, so settings can be compared without the test "
+                        "split (summary.json: validation; 0 = off, the default)")
     m.add_argument("--posterior-fit", choices=POSTERIOR_FITS, default="fixed",
                    help="the posterior table's schedule: fixed (default) keeps --sigmas/--num-sigmas/"
                         "--table-keep-classes; refit fits its interval, levels and class pruning to the model and "
@@ -137,7 +141,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
-        holdout=args.holdout, checkpoint_every_kimg=args.checkpoint_kimg,
+        holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,
     )
 
@@ -222,4 +226,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"done: {summary['kimg']:.1f} kimg in {summary['seconds_this_call']:.0f} s"
                       + (f", test accuracy of the diffusion posterior {100 * acc:.2f}%" if acc is not None else "")
                       + f" -> {out}")
+        val = summary.get("validation")
+        if val and val["rows"]:
+            console.print(f"validation ({val['rows']} held-out rows, their imprecise labels): agreement "
+                          f"{100 * val['agreement']:.1f}%, log-likelihood {val['log_lik']:.4f} nats/row")
     return 0

@@ -33,6 +33,22 @@ def label_likelihood(labels: ImpreciseLabels, *, assumed_noise_rate: float,
     return lik
 
 
+def held_out_likelihood(labels: ImpreciseLabels, lik: np.ndarray) -> np.ndarray:
+    """The likelihood that scores a model on held-out labels: `lik` (a row of `label_likelihood`)
+    except for PU labels. A PU mask makes every unlabelled row flat, so a score on it would only
+    see the labelled positives and reward calling everything positive. Under the selected-
+    completely-at-random assumption with class prior pi (the label set's `class_prior`), a
+    positive is labelled with probability c = labelled / (pi_positive * N): a labelled row is
+    [0, c] and an unlabelled one [1, 1 - c]. Without a class prior the mask is returned.
+    """
+    if labels.kind != "pu" or labels.class_prior is None:
+        return lik
+    labelled = np.asarray(labels.is_labelled, dtype=bool)
+    c = min(1.0, labelled.sum() / max(float(labels.class_prior[1]) * labels.num_samples, 1e-12))
+    out = np.where(labelled[:, None], [0.0, c], [1.0, 1.0 - c])
+    return out
+
+
 def initial_log_prior(labels: ImpreciseLabels, *, transition_matrix: np.ndarray | None = None) -> np.ndarray:
     """log pi (K,) from the label model alone, before any posterior exists.
 

@@ -78,6 +78,11 @@ class TrainConfig:
       is the model's posterior only if the model explains the held-out images' noisy labels
       better than the prior does (`label_evidence`, by two standard errors); else it is the
       prior, so the restricted table keeps every label. 0 turns the safeguard off.
+    validation: this share of the training images, stratified by observed label (a semi-supervised
+      or PU run keeps its labelled share), is never trained on and no fitted quantity reads their
+      labels (table tau, T, class prior, schedule fits). The run scores its model on their
+      imprecise labels at every refresh and at the end (`validation_scores`), so hyperparameters
+      can be chosen without the test split. Both methods, every label kind; 0 = off (the default).
     """
 
     dataset: str = "digits"
@@ -118,6 +123,7 @@ class TrainConfig:
     noisy_cls: str = "elr"
     assumed_noise_rate: float = 0.2
     holdout: float = 0.0
+    validation: float = 0.0
     seed: int = 0
     log_every_kimg: float = 8.0
     checkpoint_every_kimg: float = 64.0
@@ -176,6 +182,8 @@ class TrainConfig:
             raise ValueError(f"`assumed_noise_rate` must be in [0, 1); got {self.assumed_noise_rate}")
         if not 0 <= self.holdout <= 0.5:
             raise ValueError(f"`holdout` must be a share in [0, 0.5]; got {self.holdout}")
+        if not 0 <= self.validation <= 0.5:
+            raise ValueError(f"`validation` must be a share in [0, 0.5]; got {self.validation}")
         if self.table_refresh_max_kimg is not None and not self.table_refresh_max_kimg > 0:
             raise ValueError(f"`table_refresh_max_kimg` must be > 0 (or None); got {self.table_refresh_max_kimg}")
         if ((self.table_refresh_kimg is not None and self.table_refresh_kimg <= 0)

@@ -338,6 +338,40 @@ def label_evidence(errors: torch.Tensor, label_likelihood: torch.Tensor, *, log_
     return {"gain": float(d.mean()), "stderr": stderr, "tau": tau, "rows": len(d)}
 
 
+def validation_scores(errors: torch.Tensor, label_likelihood: torch.Tensor, *, temperature: float,
+                      log_prior: torch.Tensor) -> dict:
+    """How well the model predicts imprecise labels it never trained on: the numbers a
+    hyperparameter is chosen by when there is no clean validation set.
+
+    errors: (N, K) class errors of held-out rows (+inf where pruned); label_likelihood: (N, K)
+    p(z_n | y) as in `fit_temperature`. Rows whose likelihood is flat (unlabelled) say nothing and
+    are left out. Returns
+      agreement: share of rows whose most probable class is one the label favours most (a noisy
+        label's z, a class in a partial label's candidate set, a labelled row's class);
+      log_lik: mean log sum_y p(z_n | y) p_tau(y | x_n) with tau fitted on these rows (so it
+        ranks models by what they know, not by how the run calibrated them), and log_lik_run with
+        the run's own `temperature`;
+      rows, tau.
+    """
+    lik = label_likelihood.double().cpu()
+    informative = (lik.max(dim=1).values - lik.min(dim=1).values) > 1e-12 * lik.max(dim=1).values
+    e, lik = errors.double().cpu()[informative], lik[informative]
+    if len(e) == 0:
+        return {"rows": 0, "agreement": float("nan"), "log_lik": float("nan"), "log_lik_run": float("nan"),
+                "tau": float("nan")}
+    lp = log_prior.double().cpu()
+    top = lik.gather(1, log_posterior(e, temperature=temperature, log_prior=lp).argmax(dim=1, keepdim=True))
+    agreement = float((top.squeeze(1) >= lik.max(dim=1).values * (1 - 1e-9)).double().mean())
+
+    def mean_log_lik(tau: float) -> float:
+        p = log_posterior(e, temperature=tau, log_prior=lp).exp()
+        return float((lik * p).sum(dim=1).clamp_min(1e-300).log().mean())
+
+    tau = fit_temperature(e, lik, log_prior=lp)
+    return {"rows": len(e), "agreement": agreement, "log_lik": mean_log_lik(tau),
+            "log_lik_run": mean_log_lik(temperature), "tau": tau}
+
+
 @torch.no_grad()
 def noised_input_errors(net, x_sigma: torch.Tensor, sigma: torch.Tensor, *, offsets: np.ndarray,
                         weights: np.ndarray, noise: torch.Tensor,

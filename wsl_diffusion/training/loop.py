@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from label_models.io import save_labels
-from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
+from label_models.likelihood import held_out_likelihood, initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
 from label_models.transition import estimate_transition_em, symmetric_transition
 
@@ -42,7 +42,7 @@ from wsl_diffusion.eval.plots import training_curves
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
-                                     noised_input_errors, quadrature_weights, sigma_levels)
+                                     noised_input_errors, quadrature_weights, sigma_levels, validation_scores)
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
@@ -219,13 +219,38 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
             b_ema.copy_(b)
 
 
-def holdout_split(config: TrainConfig, kind: str, n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows that train, rows held out for the E-step's safeguard), both sorted; a fixed draw
-    from the run's seed, so a resumed run holds out the same images."""
-    n_held = config.holdout_count(kind, n_train)
-    if n_held == 0:
-        return torch.arange(n_train), torch.zeros(0, dtype=torch.long)
-    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + 104_729))
+def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
+    """The validation rows (`config.validation`), sorted: the same share of every stratum of
+    observed labels (each observed class, and the unlabelled rows), so a semi-supervised or PU
+    run keeps its labelled share on both sides. A fixed draw from the run's seed, so a resumed
+    run and every variant trained with the same seed hold out the same images."""
+    if config.validation == 0:
+        return torch.zeros(0, dtype=torch.long)
+    observed = np.full(n_train, -1) if labels.observed is None else np.asarray(labels.observed)
+    key = np.where(np.asarray(labels.is_labelled, dtype=bool), observed, -1)
+    g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
+    picked = []
+    for value in np.unique(key):
+        members = torch.as_tensor(np.flatnonzero(key == value))
+        take = round(config.validation * len(members))
+        picked.append(members[torch.randperm(len(members), generator=g)[:take]])
+    return torch.cat(picked).sort().values
+
+
+def holdout_split(config: TrainConfig, kind: str, n_train: int,
+                  validation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows that train, rows held out for the E-step's safeguard), both sorted and both
+    without the `validation` rows; a fixed draw from the run's seed, so a resumed run holds out
+    the same images."""
+    rest = torch.arange(n_train)
+    if validation is not None and len(validation):
+        keep = torch.ones(n_train, dtype=torch.bool)
+        keep[validation] = False
+        rest = rest[keep]
+    n_held = min(config.holdout_count(kind, n_train), len(rest) - 1)
+    if n_held <= 0:
+        return rest, torch.zeros(0, dtype=torch.long)
+    perm = rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + 104_729))]
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
@@ -242,7 +267,8 @@ def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tens
 
 @torch.no_grad()
 def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
-                  labels, held: torch.Tensor | None = None, chunk: int = 512) -> dict:
+                  labels, held: torch.Tensor | None = None, validation: torch.Tensor | None = None,
+                  chunk: int = 512) -> dict:
     """The E-step: refit the posterior's schedule (`posterior_fit` "refit" or "prune", at refreshes
     1, 2, 4, ...), recompute the EMA posteriors of all training images, re-fit tau and the prior,
     re-estimate T (noisy labels, `transition="estimate"`), and schedule the next refresh.
@@ -250,12 +276,19 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     prior (`model_trusted`), the table is the prior, so the restricted table says what the label
     model says, and T is not re-estimated.
 
+    validation: rows whose labels nothing here reads (tau, prior, T and schedule fits skip
+    them); the record scores the model on them (`validation_scores`).
+
     tensors["lik"] is replaced when T changes. Deterministic: its noise comes from a generator
     seeded by (seed, refresh index), so a resumed run refreshes exactly as an uninterrupted one.
     Returns the refresh's record for stats.jsonl.
     """
     lik = tensors["lik"]
     held = torch.zeros(0, dtype=torch.long) if held is None else held.to(images.device)
+    fit = torch.ones(len(images), dtype=torch.bool, device=images.device)  # rows whose labels may be read
+    if validation is not None and len(validation):
+        fit[validation.to(images.device)] = False
+    fit_np = fit.cpu().numpy()
     before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
     info = {}
@@ -263,7 +296,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     if config.posterior_fit != "fixed" and number & (number - 1) == 0:  # refreshes 1, 2, 4, 8, ...
         # Fitted where the labels are explained best: on the held-out rows when there are any
         # (the training rows' labels also trained the classification term), else on all rows.
-        fit_rows = held if len(held) else torch.arange(len(images))
+        fit_rows = held if len(held) else torch.nonzero(fit).squeeze(1)
         fitted, info = refit_schedule(state.ema, images, lik, state.log_prior, state.posterior, rows=fit_rows.cpu(),
                                       generator=gen, search=config.posterior_fit == "refit")
         state.posterior = fitted.replace(temperature=config.posterior.temperature)  # the table fits its own tau
@@ -286,12 +319,12 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     trusted, trust_info = model_trusted(coarse, lik, state.log_prior, held)
     info.update(trust_info)
     if config.calibrate_table and labels.kind != "pu":
-        state.temperature = fit_temperature(errors, lik, log_prior=state.log_prior)
+        state.temperature = fit_temperature(errors[fit], lik[fit], log_prior=state.log_prior)
     probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
 
     if labels.kind == "partial":
-        pi = partial_prior_update(state.log_prior.exp().cpu().numpy(), probs.cpu().numpy(),
-                                  labels.matrix, momentum=0.5)
+        pi = partial_prior_update(state.log_prior.exp().cpu().numpy(), probs[fit].cpu().numpy(),
+                                  labels.matrix[fit_np], momentum=0.5)
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
@@ -300,13 +333,13 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
         # T drifted towards the identity: max error 0.24 -> 0.39 at sym-40). The pruning pass
         # scored all classes: its posterior, with its own fitted tau, is cruder but unshaped.
-        tau = fit_temperature(coarse, lik, log_prior=state.log_prior)
+        tau = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
         info["transition_tau"] = tau
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
         # model does) identifies nothing about T: keep the current estimate.
         if tau < TAU_BOUND_UNINFORMATIVE:
-            p_coarse = log_posterior(coarse, temperature=tau, log_prior=state.log_prior).exp()
-            t = estimate_transition_em(p_coarse.double().cpu().numpy(), labels.observed,
+            p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp()
+            t = estimate_transition_em(p_coarse.double().cpu().numpy(), np.asarray(labels.observed)[fit_np],
                                        init=state.transition.numpy(), smoothing=config.transition_smoothing)
             state.transition = torch.as_tensor(t)
             lik = tensors["lik"] = torch.as_tensor(
@@ -317,7 +350,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # every dropped class from the all-class pass, the split within the kept set from the
         # fine levels. A dropped observed label then keeps the weight its coarse score earns.
         kept = torch.isfinite(errors)
-        tau_coarse = fit_temperature(coarse, lik, log_prior=state.log_prior)
+        tau_coarse = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
         p_coarse = log_posterior(coarse, temperature=tau_coarse, log_prior=state.log_prior).exp()
         probs = torch.where(kept, probs * (p_coarse * kept).sum(dim=1, keepdim=True), p_coarse)
     if not trusted:
@@ -327,7 +360,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     state.table = probs
     state.refreshes += 1
     after = restrict_posterior(probs, lik).argmax(1)
-    moved = float((after != before).float().mean())
+    moved = float((after != before)[fit].float().mean())
     if (config.table_refresh_max_kimg is not None and moved < config.table_settle and trusted
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):
         state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
@@ -340,11 +373,37 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     # synthetic label file records and a real one does not.
     if labels.true_labels is not None:
         truth = torch.tensor(labels.true_labels, device=images.device)
-        info["table_true_class_rate"] = float((after == truth).float().mean())
+        info["table_true_class_rate"] = float((after == truth)[fit].float().mean())
     if state.transition is not None and labels.transition_matrix is not None:
         err = np.abs(state.transition.numpy() - labels.transition_matrix)
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
+    if validation is not None and len(validation):
+        val = validation.to(images.device)
+        scores = validation_scores(errors[val], scoring_likelihood(labels, lik)[val], temperature=state.temperature,
+                                   log_prior=state.log_prior)
+        info["validation_agreement"] = scores["agreement"]
     return info
+
+
+def scoring_likelihood(labels, lik: torch.Tensor) -> torch.Tensor:
+    """The likelihood validation rows are scored with (`held_out_likelihood`: PU differs)."""
+    if labels.kind != "pu":
+        return lik
+    return torch.as_tensor(held_out_likelihood(labels, lik.cpu().numpy()), dtype=lik.dtype, device=lik.device)
+
+
+@torch.no_grad()
+def score_validation(state: TrainState, images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor,
+                     *, seed: int, chunk: int = 512) -> dict:
+    """`validation_scores` of the EMA model on the validation rows, every class scored on the
+    run's own levels (no class pruning: a pruned class would score a label as impossible)."""
+    cfg = state.posterior.replace(keep_classes=None)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 424_243)
+    val = validation.to(images.device)
+    errors = torch.cat([diffusion_posterior(state.ema, images[val[i:i + chunk]], cfg, generator=gen).errors
+                        for i in range(0, len(val), chunk)])
+    return validation_scores(errors, scoring_likelihood(labels, lik)[val], temperature=state.temperature,
+                             log_prior=state.log_prior)
 
 
 WDSM_LEVELS = 2  # offset levels of the noised-input posterior: all K classes at each, every step
@@ -357,18 +416,24 @@ def wdsm_offsets(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return offsets, quadrature_weights(offsets, cfg)
 
 
-def labelled_pools(labels, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+def labelled_pools(labels, config: TrainConfig,
+                   rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(labelled indices, unlabelled indices) when batches should over-sample the labelled ones.
 
     Semi-supervised labels with a labelled fraction below `config.labelled_share` (and both pools
-    non-empty); None otherwise, i.e. every example is drawn uniformly.
+    non-empty); None otherwise, i.e. every example is drawn uniformly. rows: the rows that may
+    be drawn (None: all).
     """
     if labels.kind != "semi" or config.labelled_share <= 0:
         return None
     mask = np.asarray(labels.is_labelled, dtype=bool)
-    if mask.all() or not mask.any() or mask.mean() >= config.labelled_share:
+    allowed = np.ones(len(mask), dtype=bool)
+    if rows is not None:
+        allowed[:] = False
+        allowed[rows.numpy()] = True
+    if mask[allowed].all() or not mask[allowed].any() or mask[allowed].mean() >= config.labelled_share:
         return None
-    return torch.as_tensor(np.flatnonzero(mask)), torch.as_tensor(np.flatnonzero(~mask))
+    return torch.as_tensor(np.flatnonzero(mask & allowed)), torch.as_tensor(np.flatnonzero(~mask & allowed))
 
 
 def draw_indices(b: int, n_train: int, g: torch.Generator, *, share: float = 0.0,
@@ -580,9 +645,10 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
     log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
     needs_table = config.method == "dmis"
-    pools = labelled_pools(labels, config)
-    train_rows, held_rows = holdout_split(config, labels.kind, n_train)
-    rows = train_rows if len(held_rows) else None
+    validation = validation_split(config, labels, n_train)
+    train_rows, held_rows = holdout_split(config, labels.kind, n_train, validation)
+    rows = train_rows if len(held_rows) or len(validation) else None
+    pools = labelled_pools(labels, config, rows)
 
     stats_file = open(run_dir / STATS_NAME, "a") if ctx.is_main else None
     t_start = time.perf_counter()
@@ -601,7 +667,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                 budget_hit = True
                 break
             if needs_table and state.nimg >= state.next_refresh_nimg:
-                info = refresh_table(state, config, images, tensors, labels, held=held_rows)
+                info = refresh_table(state, config, images, tensors, labels, held=held_rows, validation=validation)
                 if stats_file:
                     stats_file.write(json.dumps({"kimg": state.nimg / 1000, **info}) + "\n")
 
@@ -651,6 +717,9 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                "finished": state.step >= total_steps, "stopped_by_time_budget": budget_hit,
                "temperature": state.temperature, "posterior": state.posterior.to_dict()}
     if ctx.is_main and (state.step >= total_steps or budget_hit):
+        if len(validation):
+            summary["validation"] = score_validation(state, images, tensors["lik"], labels, validation,
+                                                     seed=config.seed)
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)

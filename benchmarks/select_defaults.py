@@ -1,0 +1,98 @@
+"""Choose DMIS defaults without the test split: each candidate setting is trained with a
+validation split of the training images (`--validation 0.2`) and ranked by how well it predicts
+those images' imprecise labels.
+
+    python benchmarks/select_defaults.py --out runs/select --seeds 0 --shard 0/2 &   # two 1-thread
+    python benchmarks/select_defaults.py --out runs/select --seeds 0 --shard 1/2     # processes
+    python benchmarks/select_defaults.py --out runs/select --report                  # the table
+
+Every run is `wsl-diff train --kimg 128 --model small --validation 0.2` on digits (the settings of
+`dmis_ablation.py`) with one change from the defaults. The choice is the candidate with the
+highest validation log-likelihood of the imprecise labels (`validation_scores`: tau fitted on
+the validation rows, so it ranks what the models know rather than how they were calibrated);
+agreement is the share of validation rows whose predicted class the label favours. Test accuracy
+is printed beside them only to show whether the choice agrees with it: nothing reads it to
+choose. A finished run (its summary.json exists) is skipped, so the command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from dmis_ablation import SETTINGS, fmt, train_cell
+
+VALIDATION = ["--validation", "0.2"]
+# Each one change from the defaults; in order of priority, so a partial sweep is a coherent one.
+CANDIDATES = {
+    "default": [],
+    "interval [0.2, 2.5]": ["--sigmas", "0.2,2.5"],
+    "interval [0.8, 10]": ["--sigmas", "0.8,10"],
+    "lambda_cls 0.3": ["--lambda-cls", "0.3"],
+    "lambda_cls 3": ["--lambda-cls", "3"],
+    "first refresh 16 kimg": ["--table-refresh-kimg", "16"],
+    "forward-corrected loss": ["--noisy-cls", "forward"],
+    "topk 3": ["--topk", "3"],
+}
+NOISY_ONLY = {"forward-corrected loss"}
+
+
+def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
+    return [(setting, cand, seed) for cand in CANDIDATES for seed in seeds for setting in SETTINGS
+            if not (cand in NOISY_ONLY and not setting.endswith("-40"))]
+
+
+def run_dir(out: Path, setting: str, cand: str, seed: int) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in cand).strip("-")
+    return out / setting / slug / f"seed{seed}"
+
+
+def read(path: Path) -> dict | None:
+    if not (path / "summary.json").is_file():
+        return None
+    s = json.loads((path / "summary.json").read_text())
+    v = s["validation"]
+    return {"log_lik": v["log_lik"], "agreement": v["agreement"], "rows": v["rows"], "test": s["test_accuracy_ema"]}
+
+
+def report(out: Path) -> str:
+    lines = ["| setting | candidate | seeds | validation rows | validation log-lik (nats/row) | validation agreement % "
+             "| test acc. % (not used) |", "|---|---|---:|---:|---:|---:|---:|"]
+    choices = []
+    for setting in SETTINGS:
+        best = None
+        for cand in CANDIDATES:
+            rows = [r for seed in range(10) if (r := read(run_dir(out, setting, cand, seed)))]
+            if not rows:
+                continue
+            ll = statistics.mean(r["log_lik"] for r in rows)
+            if best is None or ll > best[1]:
+                best = (cand, ll, statistics.mean(r["test"] for r in rows))
+            lines.append(f"| {setting} | {cand} | {len(rows)} | {rows[0]['rows']} | "
+                         f"{fmt([r['log_lik'] for r in rows], 1, 4)} | {fmt([r['agreement'] for r in rows], digits=1)} "
+                         f"| {fmt([r['test'] for r in rows])} |")
+        if best:
+            choices.append(f"- {setting}: validation picks **{best[0]}** (test {100 * best[2]:.2f}%)")
+    return "\n".join(lines + [""] + choices)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report", action="store_true", help="print the Markdown table of what has finished")
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.report:
+        print(report(out))
+        return
+    i, n = (int(v) for v in args.shard.split("/"))
+    for setting, cand, seed in cells([int(s) for s in args.seeds.split(",")])[i::n]:
+        train_cell(run_dir(out, setting, cand, seed), setting, seed, [*CANDIDATES[cand], *VALIDATION], args.threads)
+
+
+if __name__ == "__main__":
+    main()
