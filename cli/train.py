@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="share of the training images (at most 1000) held out to check the model against the label "
                         "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
     m.add_argument("--validation", type=float, default=0.0,
-                   help="share of the training images never trained on (stratified by observed label); the run "
+                   help="share of the training images never trained on (labelled and unlabelled alike); the run "
                         "scores its model on their imprecise labels, so settings can be compared without the test "
                         "split (summary.json: validation; 0 = off, the default)")
     m.add_argument("--posterior-fit", choices=POSTERIOR_FITS, default="fixed",

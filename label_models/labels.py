@@ -15,7 +15,7 @@ cleanlab's ``noise_matrix`` is the transpose (it is indexed [observed, true]).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -227,6 +227,13 @@ class ImpreciseLabels:
     def is_labelled(self) -> np.ndarray:
         """(N,) bool: True where the row carries information (is not all ones)."""
         return ~np.all(self.matrix == 1.0, axis=1)
+
+    def take(self, rows) -> "ImpreciseLabels":
+        """The label set of these rows only (same kind, T, class prior and meta)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return replace(self, matrix=self.matrix[rows],
+                       observed=None if self.observed is None else self.observed[rows],
+                       true_labels=None if self.true_labels is None else self.true_labels[rows])
 
     def validate_against(self, num_samples: int, num_classes: int) -> None:
         """Raise ValueError unless these labels fit a dataset of ``num_samples`` x ``num_classes``.

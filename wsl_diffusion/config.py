@@ -78,8 +78,8 @@ class TrainConfig:
       is the model's posterior only if the model explains the held-out images' noisy labels
       better than the prior does (`label_evidence`, by two standard errors); else it is the
       prior, so the restricted table keeps every label. 0 turns the safeguard off.
-    validation: this share of the training images, stratified by observed label (a semi-supervised
-      or PU run keeps its labelled share), is never trained on and no fitted quantity reads their
+    validation: this share of the training images (of the labelled and of the unlabelled ones, so a
+      semi-supervised or PU run keeps its labelled share) is never trained on and no fitted quantity reads their
       labels (table tau, T, class prior, schedule fits). The run scores its model on their
       imprecise labels at every refresh and at the end (`validation_scores`), so hyperparameters
       can be chosen without the test split. Both methods, every label kind; 0 = off (the default).

@@ -225,6 +225,7 @@ CASES = {
     "lambda-cls nan": flag("--lambda-cls", "nan"),
     "lr inf": flag("--lr", "inf"),
     "holdout 2": flag("--holdout", "2"),
+    "validation 0.9": flag("--validation", "0.9"),
     "assumed-noise-rate nan": flag("--assumed-noise-rate", "nan"),
     "evaluate limit 0": evaluate_limit("0"),
     "evaluate limit -5": evaluate_limit("-5"),

@@ -220,21 +220,30 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
 
 
 def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
-    """The validation rows (`config.validation`), sorted: the same share of every stratum of
-    observed labels (each observed class, and the unlabelled rows), so a semi-supervised or PU
-    run keeps its labelled share on both sides. A fixed draw from the run's seed, so a resumed
-    run and every variant trained with the same seed hold out the same images."""
+    """The validation rows (`config.validation`), sorted: the same share of the labelled and of
+    the unlabelled rows, so a semi-supervised or PU run keeps its labelled share on both sides.
+    Which rows are drawn does not depend on what their labels say. A fixed draw from the run's
+    seed, so a resumed run and every variant trained with the same seed hold out the same images."""
     if config.validation == 0:
         return torch.zeros(0, dtype=torch.long)
-    observed = np.full(n_train, -1) if labels.observed is None else np.asarray(labels.observed)
-    key = np.where(np.asarray(labels.is_labelled, dtype=bool), observed, -1)
+    labelled = np.asarray(labels.is_labelled, dtype=bool)
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
     picked = []
-    for value in np.unique(key):
-        members = torch.as_tensor(np.flatnonzero(key == value))
+    for stratum in (labelled, ~labelled):
+        members = torch.as_tensor(np.flatnonzero(stratum))
         take = round(config.validation * len(members))
         picked.append(members[torch.randperm(len(members), generator=g)[:take]])
     return torch.cat(picked).sort().values
+
+
+def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, validation: torch.Tensor) -> np.ndarray:
+    """The run's starting class prior (`initial_log_prior`) from the labels of every row but the
+    validation rows."""
+    if len(validation):
+        keep = np.ones(labels.num_samples, dtype=bool)
+        keep[validation.numpy()] = False
+        labels = labels.take(np.flatnonzero(keep))
+    return initial_log_prior(labels, transition_matrix=transition if config.transition == "oracle" else None)
 
 
 def holdout_split(config: TrainConfig, kind: str, n_train: int,
@@ -606,6 +615,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     n_train = len(images)
     num_classes = labels.num_classes
     transition0 = initial_transition(labels, config)
+    validation = validation_split(config, labels, n_train)
 
     ckpt_path = run_dir / CHECKPOINT_NAME
     check_run_dir(run_dir, resume=resume)
@@ -621,8 +631,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             clean_after_crash(run_dir, step=state.step, refreshes=state.refreshes)
         transition = None if state.transition is None else state.transition.numpy()
     else:
-        prior_t = transition0 if config.transition == "oracle" else None
-        state = new_state(config, image_shape, num_classes, initial_log_prior(labels, transition_matrix=prior_t),
+        state = new_state(config, image_shape, num_classes, run_log_prior(labels, config, transition0, validation),
                           n_train, device, transition=transition0, first_refresh_kimg=config.refresh_kimg(labels.kind))
         transition = transition0
     tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, transition=transition,
@@ -645,7 +654,6 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     ckpt_every = max(1, round(config.checkpoint_every_kimg * 1000 / config.batch_size))
     log_every = max(1, round(config.log_every_kimg * 1000 / config.batch_size))
     needs_table = config.method == "dmis"
-    validation = validation_split(config, labels, n_train)
     train_rows, held_rows = holdout_split(config, labels.kind, n_train, validation)
     rows = train_rows if len(held_rows) or len(validation) else None
     pools = labelled_pools(labels, config, rows)

@@ -1,0 +1,135 @@
+"""The validation split (`TrainConfig.validation`): held-out rows that nothing trains on or fits
+to, scored on their imprecise labels so that settings can be chosen without the test split."""
+import dataclasses
+
+import numpy as np
+import torch
+
+from label_models.corruption import CorruptionSpec, corrupt
+from label_models.likelihood import held_out_likelihood
+from wsl_diffusion.config import TrainConfig
+from wsl_diffusion.posterior import PosteriorConfig, validation_scores
+from wsl_diffusion.run import load_checkpoint
+from wsl_diffusion.training.loop import (holdout_split, initial_transition, label_tensors, labelled_pools, new_state,
+                                         refresh_table, run_log_prior, train, validation_split)
+
+
+def relabel(labels, rows, shift=1):
+    """The same label set with the noisy labels of `rows` moved to another class."""
+    observed = np.array(labels.observed)
+    observed[rows] = (observed[rows] + shift) % labels.num_classes
+    return dataclasses.replace(labels, observed=observed, matrix=np.eye(labels.num_classes)[observed])
+
+
+def test_the_split_keeps_the_labelled_share_is_disjoint_from_the_holdout_and_fixed():
+    y = np.repeat(np.arange(10), 50)
+    semi = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision="semi", labelled_fraction=0.2, seed=0))
+    cfg = TrainConfig(validation=0.2, holdout=0.1)
+    val = validation_split(cfg, semi, len(y))
+    labelled = np.asarray(semi.is_labelled)
+    assert labelled[val].sum() == round(0.2 * labelled.sum())  # 100 labelled, 400 unlabelled
+    assert (~labelled[val]).sum() == round(0.2 * (~labelled).sum())
+    assert torch.equal(validation_split(cfg, semi, len(y)), val)  # the same rows on resume
+    noisy = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    val = validation_split(cfg, noisy, len(y))
+    rows, held = holdout_split(cfg, "noisy", len(y), val)
+    assert len(held) == 50 and not set(held.tolist()) & set(val.tolist())
+    assert sorted(rows.tolist() + held.tolist() + val.tolist()) == list(range(len(y)))
+    assert validation_split(cfg.replace(validation=0.0), noisy, len(y)).numel() == 0
+    # the semi-supervised over-sampler draws only from the training rows
+    train_rows = holdout_split(cfg.replace(holdout=0.0), "semi", len(y), validation_split(cfg, semi, len(y)))[0]
+    pools = labelled_pools(semi, TrainConfig(labelled_share=0.5), train_rows)
+    assert set(torch.cat(pools).tolist()) == set(train_rows.tolist())
+
+
+def test_the_e_step_reads_no_validation_label(gaussian_denoiser):
+    """Changing the validation rows' labels changes nothing the refresh fits (tau, T, prior, the
+    table of the other rows), but does change them when the rows are not declared: the check
+    can fail."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat_interleave(100)
+    images = gaussian_denoiser.means[y] + 0.3 * torch.randn((len(y), 1, 4, 4), generator=g)
+    labels = corrupt(y.numpy(), num_classes=4, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    cfg = TrainConfig(validation=0.25, posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0,
+                                                                  num_sigmas=3))
+    val = validation_split(cfg, labels, len(y))
+    fit = torch.ones(len(y), dtype=torch.bool)
+    fit[val] = False
+
+    def refresh(lab, validation):
+        transition = initial_transition(lab, cfg)
+        log_prior = run_log_prior(lab, cfg, transition, val if validation is not None else val[:0])
+        state = new_state(cfg, images.shape[1:], 4, log_prior, len(y), "cpu", transition=transition,
+                          first_refresh_kimg=8.0)
+        state.ema = gaussian_denoiser
+        tensors = label_tensors(lab, assumed_noise_rate=cfg.assumed_noise_rate, transition=transition)
+        info = refresh_table(state, cfg, images, tensors, lab, validation=validation)
+        return state, info
+
+    a, info = refresh(labels, val)
+    b, _ = refresh(relabel(labels, val.numpy()), val)
+    assert a.temperature == b.temperature and torch.equal(a.transition, b.transition)
+    assert torch.equal(a.table[fit], b.table[fit]) and torch.equal(a.log_prior, b.log_prior)
+    assert info["validation_agreement"] > 0.5  # the exact model agrees with 60%-correct labels
+    c, _ = refresh(labels, None)
+    d, _ = refresh(relabel(labels, val.numpy()), None)
+    assert not torch.equal(c.transition, d.transition)
+
+
+def test_validation_rows_never_train(tmp_path, digits_small):
+    """A short DMIS run with noisy labels: the validation rows' labels can be anything, the
+    weights come out the same; the summary scores those rows."""
+    train_data, _ = digits_small
+    labels = corrupt(train_data.targets, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    cfg = TrainConfig(model="tiny", batch_size=16, total_kimg=6 * 16 / 1000, table_refresh_kimg=2 * 16 / 1000,
+                      table_refresh_max_kimg=None, checkpoint_every_kimg=1, samples_per_class=0, validation=0.2,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2),
+                      supervision={"supervision": "noisy"})
+    val = validation_split(cfg, labels, len(train_data)).numpy()
+    a = train(cfg, tmp_path / "a", train_data=train_data, labels=labels, progress=False)
+    train(cfg, tmp_path / "b", train_data=train_data, labels=relabel(labels, val, shift=3), progress=False)
+    wa, wb = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for name in wa["net"]:
+        assert torch.equal(wa["net"][name], wb["net"][name]), name
+    assert a["validation"]["rows"] == len(val) == 40
+    assert 0 <= a["validation"]["agreement"] <= 1 and a["validation"]["log_lik"] <= 0
+
+
+def test_scores_of_a_perfect_posterior_have_known_values():
+    """A posterior certain of the true class: agreement is the share of noisy labels equal to
+    it, and the run-tau log-likelihood is the mean log T[y, z]; unlabelled rows are left out."""
+    y = np.repeat(np.arange(4), 50)
+    labels = corrupt(y, num_classes=4, spec=CorruptionSpec(supervision="noisy", rate=0.3, seed=1))
+    t = np.full((4, 4), 0.1) + 0.6 * np.eye(4)
+    lik = torch.as_tensor(t[:, labels.observed].T)
+    lik = torch.cat([lik, torch.ones(7, 4)])  # unlabelled rows: flat
+    errors = torch.where(torch.nn.functional.one_hot(torch.as_tensor(np.r_[y, np.zeros(7, int)]), 4).bool(),
+                         0.0, 200.0)
+    s = validation_scores(errors, lik, temperature=1.0, log_prior=torch.full((4,), -np.log(4)))
+    assert s["rows"] == 200
+    assert s["agreement"] == (labels.observed == y).mean()
+    assert np.isclose(s["log_lik_run"], np.log(t[y, labels.observed]).mean())
+    assert s["log_lik"] >= s["log_lik_run"] - 1e-9  # tau fitted on the rows can only do better
+
+
+def test_pu_is_scored_with_the_labelling_rate_not_the_mask():
+    """Under the mask, calling every image positive explains the labelled positives perfectly
+    (log-likelihood 0, the best possible). Under SCAR the unlabelled negatives expose it: the true
+    posterior scores higher."""
+    y = np.repeat(np.arange(10), 40)
+    labels = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision="pu", labelled_fraction=0.3, seed=0,
+                                                              positive_classes=(0, 2, 4, 6, 8)))
+    truth = np.isin(y, (0, 2, 4, 6, 8)).astype(int)
+    lik = torch.as_tensor(held_out_likelihood(labels, labels.matrix.astype(float)))
+    c = labels.is_labelled.sum() / (labels.class_prior[1] * len(y))
+    assert np.allclose(lik[labels.is_labelled].numpy(), [0, c]) and np.allclose(lik[~labels.is_labelled].numpy(),
+                                                                                [1, 1 - c])
+    prior = torch.log(torch.tensor(labels.class_prior))
+
+    def score(classes, lik):
+        errors = torch.where(torch.nn.functional.one_hot(torch.as_tensor(classes), 2).bool(), 0.0, 200.0)
+        return validation_scores(errors, lik, temperature=1.0, log_prior=prior)["log_lik_run"]
+
+    mask = torch.as_tensor(labels.matrix, dtype=torch.float64)
+    assert score(np.ones_like(truth), mask) >= score(truth, mask)  # the mask cannot tell them apart
+    assert score(truth, lik) > score(np.ones_like(truth), lik) + 0.1
