@@ -34,8 +34,10 @@ CANDIDATES = {
     "first refresh 16 kimg": ["--table-refresh-kimg", "16"],
     "forward-corrected loss": ["--noisy-cls", "forward"],
     "topk 3": ["--topk", "3"],
+    "table-pruned coarse": ["--table-pruned", "coarse"],
+    "T starts at 0.4": ["--assumed-noise-rate", "0.4"],
 }
-NOISY_ONLY = {"forward-corrected loss"}
+NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4"}
 
 
 def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
