@@ -85,6 +85,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reverse", action="store_true",
+                   help="run the cells from the last one, leaving any cell another worker has started (its run "
+                        "directory exists): a second worker that joins a running sweep")
     p.add_argument("--report", action="store_true", help="print the Markdown table of what has finished")
     args = p.parse_args()
     out = Path(args.out)
@@ -92,8 +95,12 @@ def main() -> None:
         print(report(out))
         return
     i, n = (int(v) for v in args.shard.split("/"))
-    for setting, cand, seed in cells([int(s) for s in args.seeds.split(",")])[i::n]:
-        train_cell(run_dir(out, setting, cand, seed), setting, seed, [*CANDIDATES[cand], *VALIDATION], args.threads)
+    todo = cells([int(s) for s in args.seeds.split(",")])[i::n]
+    for setting, cand, seed in reversed(todo) if args.reverse else todo:
+        target = run_dir(out, setting, cand, seed)
+        if args.reverse and target.exists():
+            continue
+        train_cell(target, setting, seed, [*CANDIDATES[cand], *VALIDATION], args.threads)
 
 
 if __name__ == "__main__":
