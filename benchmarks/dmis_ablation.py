@@ -49,9 +49,13 @@ def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
     return out
 
 
+def slug(name: str) -> str:
+    """A folder name for a variant: "+ E-step schedule (default)" -> "E-step-schedule--default"."""
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
 def run_dir(out: Path, setting: str, variant: str, seed: int) -> Path:
-    slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
-    return out / setting / slug / f"seed{seed}"
+    return out / setting / slug(variant) / f"seed{seed}"
 
 
 def train_cell(target: Path, setting: str, seed: int, flags: list[str], threads: int) -> None:
@@ -109,15 +113,21 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def sweep_parser(doc: str, seeds: str) -> argparse.ArgumentParser:
+    """The flags every sweep script here shares: where, which seeds, which shard, threads, report."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default=seeds)
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report", action="store_true", help="print the Markdown table of what has finished")
+    return p
+
+
+def main() -> None:
+    p = sweep_parser(__doc__, "0,1,2")
     p.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
     p.add_argument("--settings", default=None, help="comma-separated settings to run (default: all)")
-    p.add_argument("--report", action="store_true", help="print the Markdown table of what has finished")
     args = p.parse_args()
     out = Path(args.out)
     if args.report:

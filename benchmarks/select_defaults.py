@@ -16,12 +16,11 @@ choose. A finished run (its summary.json exists) is skipped, so the command resu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 
-from dmis_ablation import SETTINGS, fmt, train_cell
+from dmis_ablation import SETTINGS, fmt, slug, sweep_parser, train_cell
 
 VALIDATION = ["--validation", "0.2"]
 # Each one change from the defaults; in order of priority, so a partial sweep is a coherent one.
@@ -46,8 +45,7 @@ def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
 
 
 def run_dir(out: Path, setting: str, cand: str, seed: int) -> Path:
-    slug = "".join(c if c.isalnum() else "-" for c in cand).strip("-")
-    return out / setting / slug / f"seed{seed}"
+    return out / setting / slug(cand) / f"seed{seed}"
 
 
 def read(path: Path) -> dict | None:
@@ -80,15 +78,10 @@ def report(out: Path) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
-    p.add_argument("--threads", type=int, default=1)
+    p = sweep_parser(__doc__, "0")
     p.add_argument("--reverse", action="store_true",
                    help="run the cells from the last one, leaving any cell another worker has started (its run "
                         "directory exists): a second worker that joins a running sweep")
-    p.add_argument("--report", action="store_true", help="print the Markdown table of what has finished")
     args = p.parse_args()
     out = Path(args.out)
     if args.report:
