@@ -339,7 +339,7 @@ def label_evidence(errors: torch.Tensor, label_likelihood: torch.Tensor, *, log_
 
 
 def validation_scores(errors: torch.Tensor, label_likelihood: torch.Tensor, *, temperature: float,
-                      log_prior: torch.Tensor) -> dict:
+                      log_prior: torch.Tensor, per_row: bool = False) -> dict:
     """How well the model predicts imprecise labels it never trained on: the numbers a
     hyperparameter is chosen by when there is no clean validation set.
 
@@ -351,7 +351,8 @@ def validation_scores(errors: torch.Tensor, label_likelihood: torch.Tensor, *, t
       log_lik: mean log sum_y p(z_n | y) p_tau(y | x_n) with tau fitted on these rows (so it
         ranks models by what they know, not by how the run calibrated them), and log_lik_run with
         the run's own `temperature`;
-      rows, tau.
+      rows, tau; with per_row, also row_log_lik and row_agreement (one value per informative row,
+      for paired comparisons of two models on the same rows).
     """
     lik = label_likelihood.double().cpu()
     informative = (lik.max(dim=1).values - lik.min(dim=1).values) > 1e-12 * lik.max(dim=1).values
@@ -361,15 +362,19 @@ def validation_scores(errors: torch.Tensor, label_likelihood: torch.Tensor, *, t
                 "tau": float("nan")}
     lp = log_prior.double().cpu()
     top = lik.gather(1, log_posterior(e, temperature=temperature, log_prior=lp).argmax(dim=1, keepdim=True))
-    agreement = float((top.squeeze(1) >= lik.max(dim=1).values * (1 - 1e-9)).double().mean())
+    agrees = top.squeeze(1) >= lik.max(dim=1).values * (1 - 1e-9)
 
-    def mean_log_lik(tau: float) -> float:
+    def row_log_lik(tau: float) -> torch.Tensor:
         p = log_posterior(e, temperature=tau, log_prior=lp).exp()
-        return float((lik * p).sum(dim=1).clamp_min(1e-300).log().mean())
+        return (lik * p).sum(dim=1).clamp_min(1e-300).log()
 
     tau = fit_temperature(e, lik, log_prior=lp)
-    return {"rows": len(e), "agreement": agreement, "log_lik": mean_log_lik(tau),
-            "log_lik_run": mean_log_lik(temperature), "tau": tau}
+    rows = row_log_lik(tau)
+    out = {"rows": len(e), "agreement": float(agrees.double().mean()), "log_lik": float(rows.mean()),
+           "log_lik_run": float(row_log_lik(temperature).mean()), "tau": tau}
+    if per_row:
+        out.update(row_log_lik=rows.tolist(), row_agreement=agrees.int().tolist())
+    return out
 
 
 @torch.no_grad()

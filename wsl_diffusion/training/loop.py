@@ -402,17 +402,19 @@ def scoring_likelihood(labels, lik: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_validation(state: TrainState, images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor,
-                     *, seed: int, chunk: int = 512) -> dict:
-    """`validation_scores` of the EMA model on the validation rows, every class scored on the
-    run's own levels (no class pruning: a pruned class would score a label as impossible)."""
-    cfg = state.posterior.replace(keep_classes=None)
+def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log_prior: torch.Tensor,
+                     images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor, seed: int,
+                     per_row: bool = False, chunk: int = 512) -> dict:
+    """`validation_scores` of a model on the validation rows, every class scored on the run's
+    own levels (no class pruning: a pruned class would score a label as impossible). Seeded by
+    the run's seed, so scoring a finished run again gives the same numbers."""
+    cfg = posterior.replace(keep_classes=None)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 424_243)
     val = validation.to(images.device)
-    errors = torch.cat([diffusion_posterior(state.ema, images[val[i:i + chunk]], cfg, generator=gen).errors
+    errors = torch.cat([diffusion_posterior(net, images[val[i:i + chunk]], cfg, generator=gen).errors
                         for i in range(0, len(val), chunk)])
-    return validation_scores(errors, scoring_likelihood(labels, lik)[val], temperature=state.temperature,
-                             log_prior=state.log_prior)
+    return validation_scores(errors, scoring_likelihood(labels, lik)[val], temperature=temperature,
+                             log_prior=log_prior, per_row=per_row)
 
 
 WDSM_LEVELS = 2  # offset levels of the noised-input posterior: all K classes at each, every step
@@ -726,8 +728,9 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                "temperature": state.temperature, "posterior": state.posterior.to_dict()}
     if ctx.is_main and (state.step >= total_steps or budget_hit):
         if len(validation):
-            summary["validation"] = score_validation(state, images, tensors["lik"], labels, validation,
-                                                     seed=config.seed)
+            summary["validation"] = score_validation(
+                state.ema, state.posterior, temperature=state.temperature, log_prior=state.log_prior, images=images,
+                lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed)
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)

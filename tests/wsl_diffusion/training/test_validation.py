@@ -8,6 +8,7 @@ import torch
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.likelihood import held_out_likelihood
 from wsl_diffusion.config import TrainConfig
+from wsl_diffusion.eval.validation import run_validation
 from wsl_diffusion.posterior import PosteriorConfig, validation_scores
 from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.training.loop import (holdout_split, initial_transition, label_tensors, labelled_pools, new_state,
@@ -93,6 +94,9 @@ def test_validation_rows_never_train(tmp_path, digits_small):
         assert torch.equal(wa["net"][name], wb["net"][name]), name
     assert a["validation"]["rows"] == len(val) == 40
     assert 0 <= a["validation"]["agreement"] <= 1 and a["validation"]["log_lik"] <= 0
+    again = run_validation(tmp_path / "a")  # scored again from the run directory: the same numbers, by row
+    assert {k: again[k] for k in a["validation"]} == a["validation"]
+    assert len(again["row_log_lik"]) == 40 and np.isclose(np.mean(again["row_log_lik"]), again["log_lik"])
 
 
 def test_scores_of_a_perfect_posterior_have_known_values():
