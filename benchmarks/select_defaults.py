@@ -95,19 +95,27 @@ def report(out: Path) -> str:
 
 def main() -> None:
     p = sweep_parser(__doc__, "0")
-    p.add_argument("--reverse", action="store_true",
-                   help="run the cells from the last one, leaving any cell another worker has started (its run "
-                        "directory exists): a second worker that joins a running sweep")
+    p.add_argument("--reverse", action="store_true", help="run the cells from the last one")
+    p.add_argument("--join", action="store_true",
+                   help="leave any cell another worker has started (its run directory exists): a second worker "
+                        "that joins a running sweep")
+    p.add_argument("--only", default=None, help="comma-separated candidates to run (default: all)")
+    p.add_argument("--settings", default=None, help="comma-separated settings to run (default: all)")
     args = p.parse_args()
     out = Path(args.out)
     if args.report:
         print(report(out))
         return
     i, n = (int(v) for v in args.shard.split("/"))
-    todo = cells([int(s) for s in args.seeds.split(",")])[i::n]
+    todo = cells([int(s) for s in args.seeds.split(",")])
+    if args.only:
+        todo = [c for c in todo if c[1] in args.only.split(",")]
+    if args.settings:
+        todo = [c for c in todo if c[0] in args.settings.split(",")]
+    todo = todo[i::n]
     for setting, cand, seed in reversed(todo) if args.reverse else todo:
         target = run_dir(out, setting, cand, seed)
-        if args.reverse and target.exists():
+        if args.join and target.exists():
             continue
         train_cell(target, setting, seed, [*CANDIDATES[cand], *VALIDATION], args.threads)
 
