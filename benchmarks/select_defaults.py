@@ -99,7 +99,7 @@ def main() -> None:
     p.add_argument("--join", action="store_true",
                    help="leave any cell another worker has started (its run directory exists): a second worker "
                         "that joins a running sweep")
-    p.add_argument("--only", default=None, help="comma-separated candidates to run (default: all)")
+    p.add_argument("--only", default=None, help="candidates to run, separated by | (default: all)")
     p.add_argument("--settings", default=None, help="comma-separated settings to run (default: all)")
     args = p.parse_args()
     out = Path(args.out)
@@ -109,7 +109,7 @@ def main() -> None:
     i, n = (int(v) for v in args.shard.split("/"))
     todo = cells([int(s) for s in args.seeds.split(",")])
     if args.only:
-        todo = [c for c in todo if c[1] in args.only.split(",")]
+        todo = [c for c in todo if c[1] in args.only.split("|")]
     if args.settings:
         todo = [c for c in todo if c[0] in args.settings.split(",")]
     todo = todo[i::n]
