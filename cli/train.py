@@ -16,10 +16,12 @@ from typing import Any
 
 from rich.console import Console
 
+from label_models.io import load_labels
+
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
-                                  Execution, TrainConfig)
+                                  Execution, TrainConfig, default_interval)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -80,9 +82,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the posterior table's schedule: fixed (default) keeps --sigmas/--num-sigmas/"
                         "--table-keep-classes; refit fits its interval, levels and class pruning to the model and "
                         "labels at refreshes 1, 2, 4, ...; prune fits only the class pruning (see README)")
-    m.add_argument("--sigmas", default="0.4,5",
-                   help="classifier interval LO,HI for the posterior table and classification loss "
-                        "(with --posterior-fit refit: where it starts)")
+    m.add_argument("--sigmas", default=None,
+                   help="classifier interval LO,HI for the posterior table and classification loss (with "
+                        "--posterior-fit refit: where it starts; default 0.2,2.5 for partial labels, else 0.4,5)")
     m.add_argument("--num-sigmas", type=int, default=6, help="noise levels in that interval")
     m.add_argument("--table-keep-classes", type=int, default=3,
                    help="posterior table: classes kept after the first 2 levels (0 = score all)")
@@ -121,8 +123,10 @@ def resolved_dataset(dataset: str) -> str:
     return dataset
 
 
-def posterior_from_args(args: argparse.Namespace) -> PosteriorConfig:
-    lo, hi = parse_pair(args.sigmas, "--sigmas")
+def posterior_from_args(args: argparse.Namespace, interval: tuple[float, float]) -> PosteriorConfig:
+    """The training posterior from --sigmas/--num-sigmas/--table-keep-classes; `interval` where
+    --sigmas is not given."""
+    lo, hi = parse_pair(args.sigmas, "--sigmas") if args.sigmas is not None else interval
     return PosteriorConfig(schedule="interval", sigma_lo=lo, sigma_hi=hi, num_sigmas=args.num_sigmas,
                            keep_classes=args.table_keep_classes or None,
                            prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1)
@@ -130,13 +134,14 @@ def posterior_from_args(args: argparse.Namespace) -> PosteriorConfig:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     supervision = None if args.labels else spec_from_args(args).to_dict()
+    kind = load_labels(args.labels).kind if args.labels else args.supervision
     return TrainConfig(
         dataset=resolved_dataset(args.dataset), subset=args.subset, on_bad_image=args.on_bad_image,
         labels_file=str(Path(args.labels).resolve()) if args.labels else None,
         supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
         lambda_cls=args.lambda_cls, labelled_share=args.labelled_share, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.total_kimg if args.total_kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
-        posterior=posterior_from_args(args), posterior_fit=args.posterior_fit,
+        posterior=posterior_from_args(args, default_interval(kind)), posterior_fit=args.posterior_fit,
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned,
@@ -169,7 +174,7 @@ def resume_changes(args: argparse.Namespace, given: set[str], saved: TrainConfig
         else:
             differs(dest, list(value) if isinstance(value, tuple) else value, saved.supervision.get(SUPERVISION_KEYS[dest]))
     if given & {"sigmas", "num_sigmas", "table_keep_classes"}:
-        if posterior_from_args(args) != saved.posterior:
+        if posterior_from_args(args, (saved.posterior.sigma_lo, saved.posterior.sigma_hi)) != saved.posterior:
             changes.append(f"--sigmas/--num-sigmas/--table-keep-classes (saved: {saved.posterior.to_dict()})")
     for dest in sorted(given - RESUMABLE_FLAGS - set(SUPERVISION_KEYS) - {"sigmas", "num_sigmas", "table_keep_classes"}):
         value = getattr(args, dest)

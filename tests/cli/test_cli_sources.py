@@ -81,3 +81,25 @@ def test_train_config_carries_dataset_flags(tmp_path, monkeypatch):
         TrainConfig(subset=0)
     with pytest.raises(ValueError, match="`on_bad_image` must be"):
         TrainConfig(on_bad_image="ignore")
+
+
+def test_the_classifier_interval_defaults_by_label_kind_and_a_given_one_wins(tmp_path):
+    """Partial labels train on [0.2, 2.5] (chosen on a validation split), other kinds on [0.4, 5],
+    a label file by the kind it holds, and --sigmas overrides either."""
+    from cli.train import build_config
+    from label_models.corruption import CorruptionSpec, corrupt
+    from label_models.io import save_labels
+    from wsl_diffusion.config import DEFAULT_INTERVAL, INTERVAL_BY_KIND
+    from wsl_diffusion.data.datasets import load_digits_split
+
+    def interval(*flags):
+        args = build_parser({"train": "cli.train"}).parse_args(["train", *flags, "--out", str(tmp_path / "run")])
+        posterior = build_config(args).posterior
+        return posterior.sigma_lo, posterior.sigma_hi
+
+    assert interval("--supervision", "partial") == INTERVAL_BY_KIND["partial"] == (0.2, 2.5)
+    assert interval("--supervision", "noisy") == interval("--supervision", "semi") == DEFAULT_INTERVAL
+    assert interval("--supervision", "partial", "--sigmas", "0.4,5") == DEFAULT_INTERVAL
+    train, _ = load_digits_split()
+    save_labels(tmp_path / "p.npz", corrupt(train.targets, num_classes=10, spec=CorruptionSpec(supervision="partial")))
+    assert interval("--labels", str(tmp_path / "p.npz")) == (0.2, 2.5)
