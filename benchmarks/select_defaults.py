@@ -20,6 +20,7 @@ choose. A finished run (its summary.json exists) is skipped, so the command resu
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,19 +69,22 @@ def paired_gain(cand: Path, default: Path) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def report(out: Path) -> str:
+def report(out: Path, seeds: list[int] | None = None) -> str:
+    """The Markdown table and the candidates that beat the default, over `seeds` (None: all)."""
     lines = ["| setting | candidate | seeds | validation rows | validation log-lik (nats/row) | gain over default "
              "(paired, ± s.e.) | validation agreement % | test acc. % (not used) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     choices = []
     for setting in SETTINGS:
-        base = {seed: r for seed in range(10) if (r := read(run_dir(out, setting, "default", seed)))}
+        base = {seed: r for seed in (seeds or range(10)) if (r := read(run_dir(out, setting, "default", seed)))}
         passed = []
         for cand in CANDIDATES:
             rows = [r for seed in base if (r := read(run_dir(out, setting, cand, seed)))]
             if not rows:
                 continue
             gains = [paired_gain(r["path"], base[int(r["path"].name[4:])]["path"]) for r in rows]
+            # Over seeds: the mean gain, against the root mean square of the per-seed standard errors
+            # (a bar sqrt(seeds) higher than the row noise of the mean alone, for the seed-to-seed spread).
             gain, se = float(np.mean([g for g, _ in gains])), float(np.sqrt(np.mean([s ** 2 for _, s in gains])))
             if cand != "default" and gain > GAIN_STDERRS * se:
                 passed.append(f"**{cand}** ({gain:+.4f} ± {se:.4f} nats/row, {len(rows)} seeds)")
@@ -104,8 +108,8 @@ def main() -> None:
     p.add_argument("--settings", default=None, help="comma-separated settings to run (default: all)")
     args = p.parse_args()
     out = Path(args.out)
-    if args.report:
-        print(report(out))
+    if args.report:  # over the seeds given with --seeds, else every seed present
+        print(report(out, [int(s) for s in args.seeds.split(",")] if "--seeds" in " ".join(sys.argv) else None))
         return
     i, n = (int(v) for v in args.shard.split("/"))
     todo = cells([int(s) for s in args.seeds.split(",")])
