@@ -1,13 +1,60 @@
-"""A finished run's validation rows scored again, row by row, for paired comparisons of runs."""
+"""The validation split (`TrainConfig.validation`): which training rows it holds out, how a model
+is scored on their imprecise labels (at the end of training, and again from a run directory, row
+by row, for paired comparisons of runs)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from label_models.likelihood import held_out_likelihood
+from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import to_model_space
+from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, validation_scores
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
-from wsl_diffusion.training.loop import score_validation, validation_split
+
+
+def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
+    """The validation rows (`config.validation`), sorted: the same share of the labelled and of
+    the unlabelled rows, so a semi-supervised or PU run keeps its labelled share on both sides.
+    Which rows are drawn does not depend on what their labels say. A fixed draw from the run's
+    seed, so a resumed run and every variant trained with the same seed hold out the same images."""
+    if config.validation == 0:
+        return torch.zeros(0, dtype=torch.long)
+    labelled = np.asarray(labels.is_labelled, dtype=bool)
+    g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
+    picked = []
+    for stratum in (labelled, ~labelled):
+        members = torch.as_tensor(np.flatnonzero(stratum))
+        take = round(config.validation * len(members))
+        picked.append(members[torch.randperm(len(members), generator=g)[:take]])
+    return torch.cat(picked).sort().values
+
+
+def scoring_likelihood(labels, lik: torch.Tensor) -> torch.Tensor:
+    """The likelihood validation rows are scored with (`held_out_likelihood`: PU differs)."""
+    if labels.kind != "pu":
+        return lik
+    return torch.as_tensor(held_out_likelihood(labels, lik.cpu().numpy()), dtype=lik.dtype, device=lik.device)
+
+
+@torch.no_grad()
+def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log_prior: torch.Tensor,
+                     images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor, seed: int,
+                     per_row: bool = False, chunk: int = 512) -> dict:
+    """`validation_scores` of a model on the validation rows, every class scored on the run's
+    own levels (no class pruning: a pruned class would score a label as impossible). Seeded by
+    the run's seed, so scoring a finished run again gives the same numbers."""
+    cfg = posterior.replace(keep_classes=None)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 424_243)
+    val = validation.to(images.device)
+    errors = torch.cat([diffusion_posterior(net, images[val[i:i + chunk]], cfg, generator=gen).errors
+                        for i in range(0, len(val), chunk)])
+    return validation_scores(errors, scoring_likelihood(labels, lik)[val], temperature=temperature,
+                             log_prior=log_prior, per_row=per_row)
+
+
 
 
 def run_validation(run_dir: str | Path) -> dict:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from label_models.io import save_labels
-from label_models.likelihood import held_out_likelihood, initial_log_prior, label_likelihood, pick_candidates
+from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
 from label_models.transition import estimate_transition_em, symmetric_transition
 
@@ -43,6 +43,7 @@ from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels, validation_scores)
+from wsl_diffusion.eval.validation import score_validation, scoring_likelihood, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
@@ -219,23 +220,6 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
             b_ema.copy_(b)
 
 
-def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
-    """The validation rows (`config.validation`), sorted: the same share of the labelled and of
-    the unlabelled rows, so a semi-supervised or PU run keeps its labelled share on both sides.
-    Which rows are drawn does not depend on what their labels say. A fixed draw from the run's
-    seed, so a resumed run and every variant trained with the same seed hold out the same images."""
-    if config.validation == 0:
-        return torch.zeros(0, dtype=torch.long)
-    labelled = np.asarray(labels.is_labelled, dtype=bool)
-    g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
-    picked = []
-    for stratum in (labelled, ~labelled):
-        members = torch.as_tensor(np.flatnonzero(stratum))
-        take = round(config.validation * len(members))
-        picked.append(members[torch.randperm(len(members), generator=g)[:take]])
-    return torch.cat(picked).sort().values
-
-
 def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, validation: torch.Tensor) -> np.ndarray:
     """The run's starting class prior (`initial_log_prior`) from the labels of every row but the
     validation rows."""
@@ -392,29 +376,6 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
                                    log_prior=state.log_prior)
         info["validation_agreement"] = scores["agreement"]
     return info
-
-
-def scoring_likelihood(labels, lik: torch.Tensor) -> torch.Tensor:
-    """The likelihood validation rows are scored with (`held_out_likelihood`: PU differs)."""
-    if labels.kind != "pu":
-        return lik
-    return torch.as_tensor(held_out_likelihood(labels, lik.cpu().numpy()), dtype=lik.dtype, device=lik.device)
-
-
-@torch.no_grad()
-def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log_prior: torch.Tensor,
-                     images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor, seed: int,
-                     per_row: bool = False, chunk: int = 512) -> dict:
-    """`validation_scores` of a model on the validation rows, every class scored on the run's
-    own levels (no class pruning: a pruned class would score a label as impossible). Seeded by
-    the run's seed, so scoring a finished run again gives the same numbers."""
-    cfg = posterior.replace(keep_classes=None)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + 424_243)
-    val = validation.to(images.device)
-    errors = torch.cat([diffusion_posterior(net, images[val[i:i + chunk]], cfg, generator=gen).errors
-                        for i in range(0, len(val), chunk)])
-    return validation_scores(errors, scoring_likelihood(labels, lik)[val], temperature=temperature,
-                             log_prior=log_prior, per_row=per_row)
 
 
 WDSM_LEVELS = 2  # offset levels of the noised-input posterior: all K classes at each, every step

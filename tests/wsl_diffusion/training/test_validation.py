@@ -8,11 +8,11 @@ import torch
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.likelihood import held_out_likelihood
 from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.eval.validation import run_validation
+from wsl_diffusion.eval.validation import run_validation, validation_split
 from wsl_diffusion.posterior import PosteriorConfig, validation_scores
 from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.training.loop import (holdout_split, initial_transition, label_tensors, labelled_pools, new_state,
-                                         refresh_table, run_log_prior, train, validation_split)
+                                         refresh_table, run_log_prior, train)
 
 
 def relabel(labels, rows, shift=1):
