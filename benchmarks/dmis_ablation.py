@@ -124,6 +124,16 @@ def sweep_parser(doc: str, seeds: str) -> argparse.ArgumentParser:
     return p
 
 
+def chosen_cells(todo: list[tuple[str, str, int]], args, *, sep: str = ",") -> list[tuple[str, str, int]]:
+    """The cells of `todo` that --only (variants joined by `sep`), --settings and --shard I/N keep."""
+    if args.only:
+        todo = [c for c in todo if c[1] in args.only.split(sep)]
+    if args.settings:
+        todo = [c for c in todo if c[0] in args.settings.split(",")]
+    i, n = (int(v) for v in args.shard.split("/"))
+    return todo[i::n]
+
+
 def main() -> None:
     p = sweep_parser(__doc__, "0,1,2")
     p.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
@@ -133,13 +143,7 @@ def main() -> None:
     if args.report:
         print(report(out))
         return
-    i, n = (int(v) for v in args.shard.split("/"))
-    todo = cells([int(s) for s in args.seeds.split(",")])
-    if args.only:
-        todo = [c for c in todo if c[1] in args.only.split(",")]
-    if args.settings:
-        todo = [c for c in todo if c[0] in args.settings.split(",")]
-    for setting, variant, seed in todo[i::n]:
+    for setting, variant, seed in chosen_cells(cells([int(s) for s in args.seeds.split(",")]), args):
         run_cell(out, setting, variant, seed, args.threads)
 
 

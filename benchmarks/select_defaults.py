@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmis_ablation import SETTINGS, fmt, slug, sweep_parser, train_cell
+from dmis_ablation import SETTINGS, chosen_cells, fmt, slug, sweep_parser, train_cell
 from wsl_diffusion.eval.validation import run_validation
 
 VALIDATION = ["--validation", "0.2"]
@@ -111,13 +111,7 @@ def main() -> None:
     if args.report:  # over the seeds given with --seeds, else every seed present
         print(report(out, [int(s) for s in args.seeds.split(",")] if "--seeds" in " ".join(sys.argv) else None))
         return
-    i, n = (int(v) for v in args.shard.split("/"))
-    todo = cells([int(s) for s in args.seeds.split(",")])
-    if args.only:
-        todo = [c for c in todo if c[1] in args.only.split("|")]
-    if args.settings:
-        todo = [c for c in todo if c[0] in args.settings.split(",")]
-    todo = todo[i::n]
+    todo = chosen_cells(cells([int(s) for s in args.seeds.split(",")]), args, sep="|")
     for setting, cand, seed in reversed(todo) if args.reverse else todo:
         target = run_dir(out, setting, cand, seed)
         if args.join and target.exists():
