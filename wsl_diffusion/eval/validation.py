@@ -55,8 +55,6 @@ def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log
                              log_prior=log_prior, per_row=per_row)
 
 
-
-
 def run_validation(run_dir: str | Path) -> dict:
     """The run's `validation_scores` with per-row values (row_log_lik, row_agreement), computed
     exactly as at the end of its training (same rows, same noise): the summary's numbers plus
