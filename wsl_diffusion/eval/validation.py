@@ -32,6 +32,14 @@ def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
     return torch.cat(picked).sort().values
 
 
+def label_rows(n_train: int, validation: torch.Tensor | None) -> torch.Tensor:
+    """(n_train,) bool: True for the rows whose labels the run may read (all but `validation`)."""
+    mask = torch.ones(n_train, dtype=torch.bool)
+    if validation is not None and len(validation):
+        mask[validation.cpu()] = False
+    return mask
+
+
 def scoring_likelihood(labels, lik: torch.Tensor) -> torch.Tensor:
     """The likelihood validation rows are scored with (`held_out_likelihood`: PU differs)."""
     if labels.kind != "pu":

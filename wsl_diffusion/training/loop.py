@@ -43,7 +43,7 @@ from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels, validation_scores)
-from wsl_diffusion.eval.validation import score_validation, scoring_likelihood, validation_split
+from wsl_diffusion.eval.validation import label_rows, score_validation, scoring_likelihood, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
@@ -224,9 +224,7 @@ def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, va
     """The run's starting class prior (`initial_log_prior`) from the labels of every row but the
     validation rows."""
     if len(validation):
-        keep = np.ones(labels.num_samples, dtype=bool)
-        keep[validation.numpy()] = False
-        labels = labels.take(np.flatnonzero(keep))
+        labels = labels.take(np.flatnonzero(label_rows(labels.num_samples, validation).numpy()))
     return initial_log_prior(labels, transition_matrix=transition if config.transition == "oracle" else None)
 
 
@@ -235,11 +233,7 @@ def holdout_split(config: TrainConfig, kind: str, n_train: int,
     """(rows that train, rows held out for the E-step's safeguard), both sorted and both
     without the `validation` rows; a fixed draw from the run's seed, so a resumed run holds out
     the same images."""
-    rest = torch.arange(n_train)
-    if validation is not None and len(validation):
-        keep = torch.ones(n_train, dtype=torch.bool)
-        keep[validation] = False
-        rest = rest[keep]
+    rest = torch.arange(n_train)[label_rows(n_train, validation)]
     n_held = min(config.holdout_count(kind, n_train), len(rest) - 1)
     if n_held <= 0:
         return rest, torch.zeros(0, dtype=torch.long)
@@ -278,9 +272,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     """
     lik = tensors["lik"]
     held = torch.zeros(0, dtype=torch.long) if held is None else held.to(images.device)
-    fit = torch.ones(len(images), dtype=torch.bool, device=images.device)  # rows whose labels may be read
-    if validation is not None and len(validation):
-        fit[validation.to(images.device)] = False
+    fit = label_rows(len(images), validation).to(images.device)
     fit_np = fit.cpu().numpy()
     before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
@@ -399,10 +391,7 @@ def labelled_pools(labels, config: TrainConfig,
     if labels.kind != "semi" or config.labelled_share <= 0:
         return None
     mask = np.asarray(labels.is_labelled, dtype=bool)
-    allowed = np.ones(len(mask), dtype=bool)
-    if rows is not None:
-        allowed[:] = False
-        allowed[rows.numpy()] = True
+    allowed = np.ones(len(mask), dtype=bool) if rows is None else np.isin(np.arange(len(mask)), rows.numpy())
     if mask[allowed].all() or not mask[allowed].any() or mask[allowed].mean() >= config.labelled_share:
         return None
     return torch.as_tensor(np.flatnonzero(mask & allowed)), torch.as_tensor(np.flatnonzero(~mask & allowed))
