@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmis_ablation import SETTINGS, chosen_cells, fmt, slug, sweep_parser, train_cell
+from dmis_ablation import MORE_SETTINGS, SETTINGS, chosen_cells, fmt, slug, sweep_parser, train_cell
 from wsl_diffusion.eval.validation import run_validation
 
 VALIDATION = ["--validation", "0.2"]
@@ -44,10 +44,11 @@ CANDIDATES = {
     "T starts at 0.4": ["--assumed-noise-rate", "0.4"],
 }
 NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4"}
+SELECT_SETTINGS = {**SETTINGS, **MORE_SETTINGS}
 
 
 def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
-    return [(setting, cand, seed) for cand in CANDIDATES for seed in seeds for setting in SETTINGS
+    return [(setting, cand, seed) for cand in CANDIDATES for seed in seeds for setting in SELECT_SETTINGS
             if not (cand in NOISY_ONLY and not setting.endswith("-40"))]
 
 
@@ -75,7 +76,7 @@ def report(out: Path, seeds: list[int] | None = None) -> str:
              "(paired, ± s.e.) | validation agreement % | test acc. % (not used) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     choices = []
-    for setting in SETTINGS:
+    for setting in SELECT_SETTINGS:
         base = {seed: r for seed in (seeds or range(10)) if (r := read(run_dir(out, setting, "default", seed)))}
         passed = []
         for cand in CANDIDATES:

@@ -6,7 +6,10 @@ For each supervision kind the two methods are timed in the same process, interle
 (vanilla, DMIS-EM, DMIS-WDSM, vanilla, ...) so that machine noise hits all of them alike; the
 reported numbers are ratios of medians. The EM form's table refresh is timed separately and
 amortised over its settled refresh interval (`TrainConfig.table_refresh_max_kimg`, 32 kimg), so "em+table" is the full cost.
-"em k=1" is the EM form with one class per image (`--topk 1`) on the same table.
+"em k=K" is the EM form with K classes per image (`--topk K`, default 1 and 3 beside the default 2) on the
+same table; a K not below the number of classes (PU has 2) is skipped.
+
+    python benchmarks/step_cost.py --threads 1 --topk 1,3
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ def time_step(config, state, images, labels, tensors) -> float:
     return time.perf_counter() - t0
 
 
-def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, steps: int) -> dict:
+def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, steps: int,
+            topks: tuple[int, ...] = (1, 3)) -> dict:
     train, _ = load_digits_split()
     labels = corrupt(train.targets, num_classes=10, spec=spec, features=flat_features(train))
     images = to_model_space(train.images)
@@ -50,7 +54,8 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
     variants = {
         "vanilla": TrainConfig(method="vanilla", model=model, batch_size=batch_size),
         "em": TrainConfig(method="dmis", gen_form="em", model=model, batch_size=batch_size),
-        "em_k1": TrainConfig(method="dmis", gen_form="em", topk=1, model=model, batch_size=batch_size),
+        **{f"em_k{k}": TrainConfig(method="dmis", gen_form="em", topk=k, model=model, batch_size=batch_size)
+           for k in topks if k < labels.num_classes},
         "wdsm": TrainConfig(method="dmis", gen_form="wdsm", model=model, batch_size=batch_size),
     }
     states = {}
@@ -61,8 +66,12 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
     t0 = time.perf_counter()
     refresh_table(states["em"], variants["em"], images, dict(tensors), labels)
     refresh_seconds = time.perf_counter() - t0
-    k1, em = states["em_k1"], states["em"]  # the same table, so k = 1 and k = 2 differ only in the step
-    k1.table, k1.refreshes, k1.temperature, k1.transition = em.table.clone(), em.refreshes, em.temperature, em.transition
+    em = states["em"]
+    for name in variants:  # the same table, so the values of k differ only in the step
+        if name.startswith("em_k"):
+            st = states[name]
+            st.table, st.refreshes, st.temperature, st.transition = (em.table.clone(), em.refreshes, em.temperature,
+                                                                     em.transition)
     states["wdsm"].refreshes = 1
     times = {name: [] for name in variants}
     for round_ in range(steps + 2):
@@ -76,14 +85,18 @@ def measure(setting: str, spec: CorruptionSpec, *, model: str, batch_size: int, 
     # up to table_refresh_max_kimg once the table stops moving
     refresh_every = (em_cfg.table_refresh_max_kimg or em_cfg.refresh_kimg(labels.kind)) * 1000 / batch_size
     em_full = med["em"] + refresh_seconds / refresh_every
-    return {
-        "setting": setting, "vanilla_s": med["vanilla"], "em_s": med["em"], "em_k1_s": med["em_k1"], "wdsm_s": med["wdsm"],
+    result = {
+        "setting": setting, "vanilla_s": med["vanilla"], "em_s": med["em"], "wdsm_s": med["wdsm"],
         "table_refresh_s": refresh_seconds, "refresh_every_steps": refresh_every,
         "ratio_em": med["em"] / med["vanilla"], "ratio_em_with_table": em_full / med["vanilla"],
-        "ratio_em_k1": med["em_k1"] / med["vanilla"],
-        "ratio_em_k1_with_table": (med["em_k1"] + refresh_seconds / refresh_every) / med["vanilla"],
         "ratio_wdsm": med["wdsm"] / med["vanilla"], "topk": em_cfg.topk,
     }
+    for name in variants:
+        if name.startswith("em_k"):
+            result[f"{name}_s"] = med[name]
+            result[f"ratio_{name}"] = med[name] / med["vanilla"]
+            result[f"ratio_{name}_with_table"] = (med[name] + refresh_seconds / refresh_every) / med["vanilla"]
+    return result
 
 
 def main() -> None:
@@ -92,21 +105,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--topk", default="1,3", help="comma-separated k timed beside the default k (2)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [measure(name, spec, model=args.model, batch_size=args.batch_size, steps=args.steps)
+    topks = tuple(int(k) for k in args.topk.split(",") if k.strip())
+    results = [measure(name, spec, model=args.model, batch_size=args.batch_size, steps=args.steps, topks=topks)
                for name, spec in SETTINGS.items()]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"model={args.model} batch={args.batch_size} steps={args.steps} threads={args.threads}")
-    print(f"{'setting':18s} {'vanilla ms':>10s} {'EM/van':>7s} {'EM+table/van':>13s} {'EM k=1/van':>11s} "
-          f"{'k=1+table':>10s} {'WDSM/van':>9s} {'refresh s':>9s}")
+    head = f"{'setting':18s} {'vanilla ms':>10s} {'EM/van':>7s} {'EM+table/van':>13s}"
+    for k in topks:
+        head += f" {f'EM k={k}/van':>11s} {f'k={k}+table':>10s}"
+    print(head + f" {'WDSM/van':>9s} {'refresh s':>9s}")
     for r in results:
-        print(f"{r['setting']:18s} {1000 * r['vanilla_s']:10.1f} {r['ratio_em']:7.2f} {r['ratio_em_with_table']:13.2f} "
-              f"{r['ratio_em_k1']:11.2f} {r['ratio_em_k1_with_table']:10.2f} {r['ratio_wdsm']:9.2f} "
-              f"{r['table_refresh_s']:9.2f}")
+        line = f"{r['setting']:18s} {1000 * r['vanilla_s']:10.1f} {r['ratio_em']:7.2f} {r['ratio_em_with_table']:13.2f}"
+        for k in topks:
+            ratio, full = r.get(f"ratio_em_k{k}"), r.get(f"ratio_em_k{k}_with_table")
+            line += f" {ratio:11.2f} {full:10.2f}" if ratio is not None else f" {'-':>11s} {'-':>10s}"
+        print(line + f" {r['ratio_wdsm']:9.2f} {r['table_refresh_s']:9.2f}")
 
 
 if __name__ == "__main__":
