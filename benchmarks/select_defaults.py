@@ -40,6 +40,8 @@ CANDIDATES = {
     "first refresh 16 kimg": ["--table-refresh-kimg", "16"],
     "forward-corrected loss": ["--noisy-cls", "forward"],
     "topk 3": ["--topk", "3"],
+    "topk 2": ["--topk", "2"],  # the other side of topk 3, once 3 is the noisy-label default
+    "topk 4": ["--topk", "4"],
     "table-pruned coarse": ["--table-pruned", "coarse"],
     "T starts at 0.4": ["--assumed-noise-rate", "0.4"],
 }
