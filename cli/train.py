@@ -21,7 +21,7 @@ from label_models.io import load_labels
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
-                                  Execution, TrainConfig, default_interval)
+                                  Execution, TrainConfig, default_interval, default_topk)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -44,7 +44,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--method", choices=METHODS, default="dmis")
     m.add_argument("--gen-form", choices=GEN_FORMS, default="em",
                    help="DMIS generative loss: em (table posteriors, default) or wdsm (paper's weighted DSM)")
-    m.add_argument("--topk", type=int, default=2, help="classes kept per sample (default %(default)s)")
+    m.add_argument("--topk", type=int, default=None,
+                   help="classes kept per sample (default: 3 for noisy labels, 2 for the other kinds)")
     m.add_argument("--lambda-cls", type=float, default=1.0, help="weight of the classification loss")
     m.add_argument("--labelled-share", type=float, default=0.5,
                    help="semi-supervised: share of each batch drawn from the labelled examples when they are "
@@ -138,7 +139,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dataset=resolved_dataset(args.dataset), subset=args.subset, on_bad_image=args.on_bad_image,
         labels_file=str(Path(args.labels).resolve()) if args.labels else None,
-        supervision=supervision, method=args.method, gen_form=args.gen_form, topk=args.topk,
+        supervision=supervision, method=args.method, gen_form=args.gen_form,
+        topk=args.topk if args.topk is not None else default_topk(kind),
         lambda_cls=args.lambda_cls, labelled_share=args.labelled_share, cls_logits=args.cls_logits, model=args.model, batch_size=args.batch_size, total_kimg=args.total_kimg if args.total_kimg is not None else TrainConfig.total_kimg,
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
         posterior=posterior_from_args(args, default_interval(kind)), posterior_fit=args.posterior_fit,

@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from label_models.labels import ImpreciseLabels
 
 from wsl_diffusion.classifier import DiffusionClassifier, calibration_of
-from wsl_diffusion.config import TrainConfig, default_posterior
+from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset
 from wsl_diffusion.training.loop import train
 
@@ -90,7 +90,7 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
         images = self._images(X, fitting=True)
         config = TrainConfig(
             dataset="<in-memory array>", supervision={"supervision": labels.kind}, method=self.method,
-            posterior=default_posterior(labels.kind),
+            **kind_defaults(labels.kind),
             model=self.model, batch_size=int(self.batch_size), total_kimg=float(self.kimg),
             seed=int(self.random_state), samples_per_class=0,
             checkpoint_every_kimg=max(float(self.kimg), 1e-3), log_every_kimg=max(float(self.kimg) / 8, 1e-3))

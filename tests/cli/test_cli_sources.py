@@ -103,3 +103,27 @@ def test_the_classifier_interval_defaults_by_label_kind_and_a_given_one_wins(tmp
     train, _ = load_digits_split()
     save_labels(tmp_path / "p.npz", corrupt(train.targets, num_classes=10, spec=CorruptionSpec(supervision="partial")))
     assert interval("--labels", str(tmp_path / "p.npz")) == (0.2, 2.5)
+
+
+def test_classes_per_step_default_by_label_kind_and_a_given_one_wins(tmp_path):
+    """Noisy labels keep 3 classes per sample (chosen on a validation split), other kinds 2, a
+    label file by the kind it holds, and --topk overrides either; the benchmark and the estimator
+    start from the same per-kind defaults."""
+    from cli.train import build_config
+    from label_models.corruption import CorruptionSpec, corrupt
+    from label_models.io import save_labels
+    from wsl_diffusion.config import DEFAULT_TOPK, TOPK_BY_KIND, kind_defaults
+    from wsl_diffusion.data.datasets import load_digits_split
+
+    def topk(*flags):
+        args = build_parser({"train": "cli.train"}).parse_args(["train", *flags, "--out", str(tmp_path / "run")])
+        return build_config(args).topk
+
+    assert topk("--supervision", "noisy") == TOPK_BY_KIND["noisy"] == 3
+    assert topk("--supervision", "partial") == topk("--supervision", "semi") == DEFAULT_TOPK == 2
+    assert topk("--supervision", "noisy", "--topk", "2") == 2
+    train, _ = load_digits_split()
+    spec = CorruptionSpec(supervision="noisy", noise="sym", rate=0.4)
+    save_labels(tmp_path / "n.npz", corrupt(train.targets, num_classes=10, spec=spec))
+    assert topk("--labels", str(tmp_path / "n.npz")) == 3
+    assert kind_defaults("noisy")["topk"] == 3 and kind_defaults("partial")["posterior"].sigma_hi == 2.5

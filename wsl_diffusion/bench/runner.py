@@ -33,7 +33,7 @@ from wsl_diffusion.bench.report import write_report
 from wsl_diffusion.bench.settings import (DIFFUSION_METHODS, PRESETS, check_setting, method_budget, methods_for_setting,
                                           setting_kind, setting_spec)
 from wsl_diffusion.bench.store import is_finished, load_results, merge_record, record_key, results_lock
-from wsl_diffusion.config import TrainConfig, default_posterior
+from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS as MODEL_PRESETS
@@ -117,7 +117,7 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
     """
     config = TrainConfig(dataset=dataset, supervision=spec.to_dict(), method=method, model=model,
                          total_kimg=kimg, seed=seed,
-                         **{"posterior": default_posterior(spec.supervision), **(overrides or {})})
+                         **{**kind_defaults(spec.supervision), **(overrides or {})})
     run_dir = Path(run_dir)
     resume = (run_dir / CHECKPOINT_NAME).is_file()
     summary_path = run_dir / SUMMARY_NAME
