@@ -44,8 +44,9 @@ CANDIDATES = {
     "topk 4": ["--topk", "4"],
     "table-pruned coarse": ["--table-pruned", "coarse"],
     "T starts at 0.4": ["--assumed-noise-rate", "0.4"],
+    "table unmix": ["--table-unmix"],
 }
-NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4"}
+NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4", "table unmix"}
 SELECT_SETTINGS = {**SETTINGS, **MORE_SETTINGS}
 
 

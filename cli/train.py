@@ -65,6 +65,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-pruned", choices=TABLE_PRUNED, default="zero",
                    help="the table's value for classes its pruning dropped: zero (default) or coarse (their "
                         "all-class posterior; see README)")
+    m.add_argument("--table-unmix", action="store_true",
+                   help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
+                        "on before each table (experimental; see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -146,7 +149,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         posterior=posterior_from_args(args, default_interval(kind)), posterior_fit=args.posterior_fit,
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
-        table_pruned=args.table_pruned,
+        table_pruned=args.table_pruned, table_unmix=args.table_unmix,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

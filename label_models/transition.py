@@ -141,6 +141,28 @@ def estimate_transition_anchor(probs_noisy: np.ndarray, *, quantile: float = 0.9
     return t / t.sum(axis=1, keepdims=True)
 
 
+def unmix_posterior(probs_noisy: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """Backward correction: the clean-class posterior p(y | x) from a model of noisy labels.
+
+    A model that has learned the posterior of labels t with P(t | y) = ``transition`` outputs
+    ``p(t | x) = p(y | x) @ T``, so ``p(y | x) = p(t | x) @ T^-1``. An estimated p(t | x) can
+    leave the simplex under T^-1: negative entries are clipped to 0 and rows renormalised; a row
+    that clips to all zeros keeps its input. A singular T (the pseudo-inverse is used) identifies
+    nothing beyond its range.
+
+    Why it matters: with such a model, the E-step w(y) ∝ p(y | x) T[y, z] is at a fixed point
+    (a 3 flipped to 8 w.p. 0.4: 0.6 * 0.4 < 0.4 * 1, so the flip is kept), while the unmixed
+    posterior puts it back to 3.
+    """
+    p = check_probs("probs_noisy", probs_noisy, normalise=True)
+    t = check_probs("transition", transition, normalise=True)
+    if t.shape != (p.shape[1], p.shape[1]):
+        raise ValueError(f"transition must be ({p.shape[1]}, {p.shape[1]}), got {t.shape}")
+    q = np.clip(p @ np.linalg.pinv(t), 0.0, None)
+    total = q.sum(axis=1, keepdims=True)
+    return np.where(total > 1e-12, q / np.maximum(total, 1e-12), p)
+
+
 def _row_softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

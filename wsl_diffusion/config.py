@@ -102,6 +102,10 @@ class TrainConfig:
     table_pruned: what the table holds for the classes its pruning pass dropped: "zero" (the
       fine posterior as it is) or "coarse" (their all-class posterior from the pruning levels,
       with the fine levels splitting the kept set's mass; see README).
+    table_unmix: noisy labels: before each table, treat the network as a model of the labels it
+      was trained on and unmix its posterior with their transition (anchor-point estimate on the
+      all-class posterior; `label_models.transition.unmix_posterior`), for the table and the T
+      M-step alike. Off by default (experimental; README, asym-40).
     transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
       the model's all-class posterior of the pruning pass, from symmetric noise at
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
@@ -152,6 +156,7 @@ class TrainConfig:
     table_tie_break: str = "random"
     table_keep_label: bool = False
     table_pruned: str = "zero"
+    table_unmix: bool = False
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0

@@ -154,6 +154,26 @@ def test_m_step_and_em_commute_with_a_relabelling_of_the_classes():
     em_perm = estimate_transition_em(p[:, perm], inv[z], init=init[np.ix_(perm, perm)])
     np.testing.assert_allclose(em_perm, em[np.ix_(perm, perm)], atol=1e-10)
 
+
+def test_unmixing_a_noisy_label_posterior_recovers_the_clean_one_and_breaks_the_e_step_fixed_point():
+    from label_models.transition import unmix_posterior
+
+    rng = np.random.default_rng(2)
+    t = asymmetric_transition(5, 0.4, {3: 4, 1: 2, 2: 1})  # one-way 3 -> 4, a swapped pair 1 <-> 2
+    clean = rng.dirichlet(np.full(5, 0.3), size=200)
+    np.testing.assert_allclose(unmix_posterior(clean @ t, t), clean, atol=1e-9)  # exact inverse
+    # The noisy posterior of a pure 3 is T's row 3. The E-step w ∝ p(y | x) T[y, z] on it keeps a
+    # 3 labelled 4 at 4; on the unmixed posterior it returns the label to 3.
+    pure3 = t[[3]]
+    assert np.argmax(pure3[0] * t[:, 4]) == 4
+    assert np.argmax(unmix_posterior(pure3, t)[0] * t[:, 4]) == 3
+    # off the simplex after inversion: clipped and renormalised; an all-clipped row is kept
+    out = unmix_posterior(np.array([[0.9, 0.1, 0, 0, 0], [0, 0, 0, 0.2, 0.8]]), t)
+    assert (out >= 0).all() and np.allclose(out.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="transition must be"):
+        unmix_posterior(clean, np.eye(4))
+
+
 def test_cleanlab_noise_matrix_is_the_transpose_and_round_trips():
     """cleanlab's noise_matrix[i, j] = P(label = i | true = j); ours T[i, j] = P(observed = j | true = i)."""
     from label_models.transition import from_cleanlab_noise_matrix, to_cleanlab_noise_matrix

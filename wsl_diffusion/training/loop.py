@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from label_models.io import save_labels
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
-from label_models.transition import estimate_transition_em, symmetric_transition
+from label_models.transition import estimate_transition_anchor, estimate_transition_em, symmetric_transition, unmix_posterior
 
 from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
@@ -313,6 +313,18 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
+    unmixing = None
+    if labels.kind == "noisy" and config.table_unmix and trusted:
+        # The network learned the posterior of the labels it was trained on (the last table's),
+        # not the clean one; with it the E-step below sits at a fixed point however right T is
+        # (README, asym-40). Their transition is estimated without labels, by anchor points of
+        # the all-class posterior, and inverted out of both posteriors that follow.
+        tau_all = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
+        p_all = log_posterior(coarse, temperature=tau_all, log_prior=state.log_prior).exp().double().cpu().numpy()
+        unmixing = estimate_transition_anchor(p_all[fit_np])
+        info["unmix_offdiag"] = float(1.0 - np.diag(unmixing).mean())
+        probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
+                                dtype=probs.dtype, device=probs.device)
     if labels.kind == "noisy" and config.transition == "estimate" and trusted:
         # The M-step needs every class's posterior, and the table has exact zeros where classes
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
@@ -323,8 +335,10 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
         # model does) identifies nothing about T: keep the current estimate.
         if tau < TAU_BOUND_UNINFORMATIVE:
-            p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp()
-            t = estimate_transition_em(p_coarse.double().cpu().numpy(), np.asarray(labels.observed)[fit_np],
+            p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp().double().cpu().numpy()
+            if unmixing is not None:
+                p_coarse = unmix_posterior(p_coarse, unmixing)
+            t = estimate_transition_em(p_coarse, np.asarray(labels.observed)[fit_np],
                                        init=state.transition.numpy(), smoothing=config.transition_smoothing)
             state.transition = torch.as_tensor(t)
             lik = tensors["lik"] = torch.as_tensor(
