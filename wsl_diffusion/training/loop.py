@@ -319,12 +319,14 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # not the clean one; with it the E-step below sits at a fixed point however right T is
         # (README, asym-40). Their transition is estimated without labels, by anchor points of
         # the all-class posterior, and inverted out of both posteriors that follow.
+        # An uninformative posterior (tau at its bound) has no anchors: left as it is.
         tau_all = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
-        p_all = log_posterior(coarse, temperature=tau_all, log_prior=state.log_prior).exp().double().cpu().numpy()
-        unmixing = estimate_transition_anchor(p_all[fit_np])
-        info["unmix_offdiag"] = float(1.0 - np.diag(unmixing).mean())
-        probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
-                                dtype=probs.dtype, device=probs.device)
+        if tau_all < TAU_BOUND_UNINFORMATIVE:
+            p_all = log_posterior(coarse, temperature=tau_all, log_prior=state.log_prior).exp().double().cpu().numpy()
+            unmixing = estimate_transition_anchor(p_all[fit_np])
+            info["unmix_offdiag"] = float(1.0 - np.diag(unmixing).mean())
+            probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
+                                    dtype=probs.dtype, device=probs.device)
     if labels.kind == "noisy" and config.transition == "estimate" and trusted:
         # The M-step needs every class's posterior, and the table has exact zeros where classes
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
