@@ -175,6 +175,27 @@ def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_de
     np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
 
 
+def test_unmixing_leaves_the_table_of_a_model_of_the_clean_classes_as_it_was(gaussian_denoiser):
+    """`table_unmix` treats the network as a model of the labels it was trained on. When that
+    network already models the clean classes (the exact denoiser), its anchors are one-hot, the
+    transition it inverts is near the identity, and the table's labels and T come out as without it."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=150)
+    true_t = np.array([[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0, 0, 0.6, 0.4], [0, 0, 0, 1.0]])
+    z = np.array([np.random.default_rng(i).choice(4, p=true_t[c]) for i, c in enumerate(y)])
+    labels = ImpreciseLabels(matrix=np.eye(4, dtype=np.float32)[z], kind="noisy", observed=z)
+    out = {}
+    for unmix in (False, True):
+        cfg = TrainConfig(table_unmix=unmix,
+                          posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4))
+        state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+        info = refresh_table(state, cfg, images, tensors, labels)
+        out[unmix] = ((state.table * tensors["lik"]).argmax(dim=1).numpy(), state.transition.clone(), info)
+    assert out[True][2]["unmix_offdiag"] < 0.05 and "unmix_offdiag" not in out[False][2]
+    assert (out[True][0] == out[False][0]).mean() > 0.98  # the labels the generator trains on
+    assert (out[True][0] == y).mean() >= (out[False][0] == y).mean() > (z == y).mean()
+    torch.testing.assert_close(out[True][1], out[False][1], atol=0.03, rtol=0)
+
+
 def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path, digits_small):
     """Two label sets with the same observed labels: one carries (wrong) true labels and a
     (wrong) stored T, the other neither. Default training must not tell them apart."""
