@@ -1,7 +1,6 @@
 """Shared test fixtures: small deterministic data and an analytic Gaussian denoiser."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

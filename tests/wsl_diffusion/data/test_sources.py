@@ -2,7 +2,6 @@
 the same (train, test) ArrayDataset convention, with one-line errors for bad inputs."""
 from __future__ import annotations
 
-import io
 import pickle
 import tarfile
 from pathlib import Path
