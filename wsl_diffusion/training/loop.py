@@ -313,7 +313,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
-    unmixing = None
+    unmixing, tau_all = None, None
     if labels.kind == "noisy" and config.table_unmix and trusted:
         # The network learned the posterior of the labels it was trained on (the last table's),
         # not the clean one; with it the E-step below sits at a fixed point however right T is
@@ -332,7 +332,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
         # T drifted towards the identity: max error 0.24 -> 0.39 at sym-40). The pruning pass
         # scored all classes: its posterior, with its own fitted tau, is cruder but unshaped.
-        tau = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
+        tau = tau_all if tau_all is not None else fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
         info["transition_tau"] = tau
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
         # model does) identifies nothing about T: keep the current estimate.
