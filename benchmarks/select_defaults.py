@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from dmis_ablation import MORE_SETTINGS, SETTINGS, chosen_cells, fmt, slug, sweep_parser, train_cell
+from dmis_ablation import CONFIRM_SETTINGS, MORE_SETTINGS, SETTINGS, chosen_cells, fmt, slug, sweep_parser, train_cell
 from wsl_diffusion.eval.validation import run_validation
 
 VALIDATION = ["--validation", "0.2"]
@@ -47,12 +48,14 @@ CANDIDATES = {
     "table unmix": ["--table-unmix"],
 }
 NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4", "table unmix"}
-SELECT_SETTINGS = {**SETTINGS, **MORE_SETTINGS}
+SELECT_SETTINGS = {**SETTINGS, **MORE_SETTINGS, **CONFIRM_SETTINGS}
+CONFIRM_ONLY = {"default", "table unmix"}  # the candidates run on CONFIRM_SETTINGS
 
 
 def cells(seeds: list[int]) -> list[tuple[str, str, int]]:
     return [(setting, cand, seed) for cand in CANDIDATES for seed in seeds for setting in SELECT_SETTINGS
-            if not (cand in NOISY_ONLY and not setting.endswith("-40"))]
+            if not (cand in NOISY_ONLY and "noisy" not in SELECT_SETTINGS[setting])
+            and not (setting in CONFIRM_SETTINGS and cand not in CONFIRM_ONLY)]
 
 
 def run_dir(out: Path, setting: str, cand: str, seed: int) -> Path:
@@ -63,7 +66,14 @@ def read(path: Path) -> dict | None:
     if not (path / "summary.json").is_file():
         return None
     s = json.loads((path / "summary.json").read_text())
-    return {**s["validation"], "test": s["test_accuracy_ema"], "path": path}
+    return {**s["validation"], "test": s["test_accuracy_ema"], "path": path, "log_det_t": log_det_transition(path)}
+
+
+def log_det_transition(path: Path) -> float | None:
+    """log |det T| of the run's final estimated transition (None for a run without one): the volume
+    that the minimum-volume criterion compares. It reads only what the run estimated, never the truth."""
+    t = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=False).get("transition")
+    return None if t is None else float(torch.linalg.slogdet(t.double())[1])
 
 
 def paired_gain(cand: Path, default: Path) -> tuple[float, float]:
@@ -76,8 +86,8 @@ def paired_gain(cand: Path, default: Path) -> tuple[float, float]:
 def report(out: Path, seeds: list[int] | None = None) -> str:
     """The Markdown table and the candidates that beat the default, over `seeds` (None: all)."""
     lines = ["| setting | candidate | seeds | validation rows | validation log-lik (nats/row) | gain over default "
-             "(paired, ± s.e.) | validation agreement % | test acc. % (not used) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "(paired, ± s.e.) | validation agreement % | log det T | test acc. % (not used) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     choices = []
     for setting in SELECT_SETTINGS:
         base = {seed: r for seed in (seeds or range(10)) if (r := read(run_dir(out, setting, "default", seed)))}
@@ -95,7 +105,8 @@ def report(out: Path, seeds: list[int] | None = None) -> str:
             lines.append(f"| {setting} | {cand} | {len(rows)} | {rows[0]['rows']} | "
                          f"{fmt([r['log_lik'] for r in rows], 1, 4)} | "
                          + ("" if cand == "default" else f"{gain:+.4f} ± {se:.4f}")
-                         + f" | {fmt([r['agreement'] for r in rows], digits=1)} | {fmt([r['test'] for r in rows])} |")
+                         + f" | {fmt([r['agreement'] for r in rows], digits=1)} | "
+                         f"{fmt([r['log_det_t'] for r in rows if r['log_det_t'] is not None], 1)} | {fmt([r['test'] for r in rows])} |")
         if base:
             choices.append(f"- {setting}: " + ("nothing beats the default" if not passed else
                                                "beats the default: " + ", ".join(passed)))
