@@ -45,9 +45,10 @@ CANDIDATES = {
     "topk 4": ["--topk", "4"],
     "table-pruned coarse": ["--table-pruned", "coarse"],
     "T starts at 0.4": ["--assumed-noise-rate", "0.4"],
-    "table unmix": ["--table-unmix"],
+    "table unmix": ["--table-unmix"],  # the noisy-label default since the minimum-volume rule chose it
+    "no table unmix": ["--no-table-unmix"],  # its other side (runs/select2 holds the "table unmix" rows)
 }
-NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4", "table unmix"}
+NOISY_ONLY = {"forward-corrected loss", "T starts at 0.4", "table unmix", "no table unmix"}
 SELECT_SETTINGS = {**SETTINGS, **MORE_SETTINGS, **CONFIRM_SETTINGS}
 CONFIRM_ONLY = {"default", "table unmix"}  # the candidates run on CONFIRM_SETTINGS
 

@@ -21,7 +21,8 @@ from label_models.io import load_labels
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
-                                  Execution, TrainConfig, default_interval, default_topk)
+                                  Execution, TrainConfig, default_interval, default_table_unmix,
+                                  default_topk)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -65,9 +66,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-pruned", choices=TABLE_PRUNED, default="zero",
                    help="the table's value for classes its pruning dropped: zero (default) or coarse (their "
                         "all-class posterior; see README)")
-    m.add_argument("--table-unmix", action="store_true",
+    m.add_argument("--table-unmix", action=argparse.BooleanOptionalAction, default=None,
                    help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
-                        "on before each table (experimental; see README)")
+                        "on before each table (default: on for noisy labels; see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -149,7 +150,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         posterior=posterior_from_args(args, default_interval(kind)), posterior_fit=args.posterior_fit,
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
-        table_pruned=args.table_pruned, table_unmix=args.table_unmix,
+        table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

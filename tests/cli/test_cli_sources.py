@@ -127,3 +127,21 @@ def test_classes_per_step_default_by_label_kind_and_a_given_one_wins(tmp_path):
     save_labels(tmp_path / "n.npz", corrupt(train.targets, num_classes=10, spec=spec))
     assert topk("--labels", str(tmp_path / "n.npz")) == 3
     assert kind_defaults("noisy")["topk"] == 3 and kind_defaults("partial")["posterior"].sigma_hi == 2.5
+
+
+def test_noisy_labels_unmix_the_table_by_default_and_the_flag_wins_either_way(tmp_path):
+    """`table_unmix` is a per-kind default (on for noisy labels, the only kind with a transition to
+    unmix); --table-unmix / --no-table-unmix override it, and the benchmark and the estimator
+    start from the same `kind_defaults`."""
+    from cli.train import build_config
+    from wsl_diffusion.config import kind_defaults
+
+    def unmix(*flags):
+        args = build_parser({"train": "cli.train"}).parse_args(["train", *flags, "--out", str(tmp_path / "run")])
+        return build_config(args).table_unmix
+
+    assert unmix("--supervision", "noisy") is True
+    assert unmix("--supervision", "partial") is False and unmix("--supervision", "semi") is False
+    assert unmix("--supervision", "noisy", "--no-table-unmix") is False
+    assert unmix("--supervision", "partial", "--table-unmix") is True
+    assert kind_defaults("noisy")["table_unmix"] is True and kind_defaults("pu")["table_unmix"] is False
