@@ -68,7 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "all-class posterior; see README)")
     m.add_argument("--table-unmix", action=argparse.BooleanOptionalAction, default=None,
                    help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
-                        "on before each table (default: on for noisy labels; see README)")
+                        "on before each table, once the table has settled (default: on for noisy labels; see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")

@@ -118,7 +118,9 @@ class TrainConfig:
     table_unmix: noisy labels: before each table, treat the network as a model of the labels it
       was trained on and unmix its posterior with their transition (anchor-point estimate on the
       all-class posterior; `label_models.transition.unmix_posterior`), for the table and the T
-      M-step alike. On for noisy labels through `kind_defaults` (README, asym-40).
+      M-step alike, from the refresh after the first one that moved fewer than `table_settle` of
+      the labels (EM's fixed point, which unmixing exists to break; a young model's posterior is
+      too flat for anchors). On for noisy labels through `kind_defaults` (README, asym-40).
     transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
       the model's all-class posterior of the pruning pass, from symmetric noise at
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,

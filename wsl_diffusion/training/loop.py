@@ -136,6 +136,7 @@ class TrainState:
     transition: torch.Tensor | None = None  # (K, K) the T in use for noisy labels, else None
     refresh_interval_kimg: float = 0.0  # the E-step schedule: current interval ...
     next_refresh_nimg: int = 0  # ... and when the next refresh is due
+    table_settled: bool = False  # a refresh (of a trusted model) has moved fewer than `table_settle` of the labels
     class_names: tuple[str, ...] = ()
     posterior: PosteriorConfig | None = None  # the schedule in use (fitted at refreshes, or the config's)
 
@@ -155,6 +156,7 @@ class TrainState:
             "transition": self.transition.cpu() if self.transition is not None else torch.zeros(0),
             "refresh_interval_kimg": self.refresh_interval_kimg,
             "next_refresh_nimg": self.next_refresh_nimg,
+            "table_settled": self.table_settled,
             "image_shape": list(self.net.image_shape),
             "num_classes": self.net.num_classes,
             "class_names": list(self.class_names),
@@ -199,6 +201,7 @@ def load_state(ckpt: dict, config: TrainConfig, device, path: Path) -> TrainStat
                       transition=transition.double() if transition.numel() else None,
                       refresh_interval_kimg=float(ckpt.get("refresh_interval_kimg", interval)),
                       next_refresh_nimg=int(ckpt.get("next_refresh_nimg", round((refreshes + 1) * interval * 1000))),
+                      table_settled=bool(ckpt.get("table_settled", False)),
                       class_names=tuple(ckpt.get("class_names", ())),
                       posterior=run_posterior(ckpt, config))
 
@@ -259,6 +262,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     """The E-step: refit the posterior's schedule (`posterior_fit` "refit" or "prune", at refreshes
     1, 2, 4, ...), recompute the EMA posteriors of all training images, re-fit tau and the prior,
     re-estimate T (noisy labels, `transition="estimate"`), and schedule the next refresh.
+    With `table_unmix`, once a refresh has moved fewer than `table_settle` of the labels, every
+    later one unmixes the posterior before the table and the T M-step.
     The safeguard: until the model explains the held-out rows' labels (`held`) better than the
     prior (`model_trusted`), the table is the prior, so the restricted table says what the label
     model says, and T is not re-estimated.
@@ -314,12 +319,15 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
     unmixing, tau_all = None, None
-    if labels.kind == "noisy" and config.table_unmix and trusted:
+    if labels.kind == "noisy" and config.table_unmix and trusted and state.table_settled:
         # The network learned the posterior of the labels it was trained on (the last table's),
         # not the clean one; with it the E-step below sits at a fixed point however right T is
         # (README, asym-40). Their transition is estimated without labels, by anchor points of
         # the all-class posterior, and inverted out of both posteriors that follow.
         # An uninformative posterior (tau at its bound) has no anchors: left as it is.
+        # Only once the table has settled, i.e. at that fixed point: a young model's posterior is
+        # too flat for anchors (sym-40, 8 kimg: an estimated 89% off-diagonal, whose inverse took
+        # the first table from 24% to 9% true class and 32 kimg from 80.7% to 45.1% test accuracy).
         tau_all = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
         if tau_all < TAU_BOUND_UNINFORMATIVE:
             p_all = log_posterior(coarse, temperature=tau_all, log_prior=state.log_prior).exp().double().cpu().numpy()
@@ -362,6 +370,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     state.refreshes += 1
     after = restrict_posterior(probs, lik).argmax(1)
     moved = float((after != before)[fit].float().mean())
+    state.table_settled = state.table_settled or (moved < config.table_settle and trusted)
     if (config.table_refresh_max_kimg is not None and moved < config.table_settle and trusted
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):
         state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
@@ -369,7 +378,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     info = {"refresh": state.refreshes, "temperature": state.temperature, "labels_moved": moved,
             "next_refresh_kimg": state.next_refresh_nimg / 1000, "sigma_lo": state.posterior.sigma_lo,
             "sigma_hi": state.posterior.sigma_hi, "num_sigmas": state.posterior.num_sigmas,
-            "keep_classes": state.posterior.keep_classes, **info}
+            "keep_classes": state.posterior.keep_classes, "table_settled": state.table_settled, **info}
     # Diagnostics only, never used for training: agreement with the true labels and T, which a
     # synthetic label file records and a real one does not.
     if labels.true_labels is not None:
