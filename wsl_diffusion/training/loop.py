@@ -370,8 +370,9 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     state.refreshes += 1
     after = restrict_posterior(probs, lik).argmax(1)
     moved = float((after != before)[fit].float().mean())
-    state.table_settled = state.table_settled or (moved < config.table_settle and trusted)
-    if (config.table_refresh_max_kimg is not None and moved < config.table_settle and trusted
+    settled = moved < config.table_settle and trusted
+    state.table_settled = state.table_settled or settled
+    if (settled and config.table_refresh_max_kimg is not None
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):
         state.refresh_interval_kimg = min(2 * state.refresh_interval_kimg, config.table_refresh_max_kimg)
     state.next_refresh_nimg += round(state.refresh_interval_kimg * 1000)
