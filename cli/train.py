@@ -69,6 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-unmix", action=argparse.BooleanOptionalAction, default=None,
                    help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
                         "on before each table, once the table has settled (default: on for noisy labels; see README)")
+    m.add_argument("--table-restrict-settled", action=argparse.BooleanOptionalAction, default=True,
+                   help="noisy labels: keep multiplying a training row's posterior by p(z | y) once the table has "
+                        "settled (the network has trained on z, so this counts the label twice; see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -151,6 +154,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
+        table_restrict_settled=args.table_restrict_settled,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

@@ -121,6 +121,12 @@ class TrainConfig:
       M-step alike, from the refresh after the first one that moved fewer than `table_settle` of
       the labels (EM's fixed point, which unmixing exists to break; a young model's posterior is
       too flat for anchors). On for noisy labels through `kind_defaults` (README, asym-40).
+    table_restrict_settled: noisy labels: whether the E-step keeps restricting the training rows'
+      posterior by p(z | y) once the table has settled. The network's posterior on a row it
+      trained on already carries that row's label (the classification term is cross-entropy to z
+      plus ELR, and the generator learned the image under its table class), so the restriction
+      counts the label's evidence twice; with False the settled table is the model's posterior
+      alone (after unmixing). True: the E-step as the paper writes it.
     transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
       the model's all-class posterior of the pruning pass, from symmetric noise at
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
@@ -172,6 +178,7 @@ class TrainConfig:
     table_keep_label: bool = False
     table_pruned: str = "zero"
     table_unmix: bool = False  # its kind's: `default_table_unmix(kind)`
+    table_restrict_settled: bool = True
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0

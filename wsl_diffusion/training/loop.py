@@ -244,6 +244,15 @@ def holdout_split(config: TrainConfig, kind: str, n_train: int,
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
+def estep_likelihood(config: TrainConfig, state: TrainState, kind: str, lik: torch.Tensor) -> torch.Tensor:
+    """The p(z | y) that restricts the training rows' posterior in the E-step: `lik`, or all ones
+    once a noisy-label table has settled and `table_restrict_settled` is off (the network has
+    trained on z, so its posterior already carries the label's evidence)."""
+    if kind == "noisy" and not config.table_restrict_settled and state.table_settled:
+        return torch.ones_like(lik)
+    return lik
+
+
 def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tensor, held: torch.Tensor) -> tuple[bool, dict]:
     """The safeguard's test: does the model explain the held-out rows' labels better than the
     prior does, by more than EVIDENCE_STDERRS standard errors (`label_evidence`)? No held-out
@@ -279,7 +288,10 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     held = torch.zeros(0, dtype=torch.long) if held is None else held.to(images.device)
     fit = label_rows(len(images), validation).to(images.device)
     fit_np = fit.cpu().numpy()
-    before = restrict_posterior(state.table, lik).argmax(1)  # the labels as the last table had them
+    # `before` and `after` restrict the same way, so a refresh that settles the table moves nothing
+    # by switching the restriction off.
+    unrestricted = estep_likelihood(config, state, labels.kind, lik) is not lik
+    before = restrict_posterior(state.table, torch.ones_like(lik) if unrestricted else lik).argmax(1)
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
     info = {}
     number = state.refreshes + 1
@@ -368,7 +380,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     # because EM converged: it counts as settled only once the model is trusted.
     state.table = probs
     state.refreshes += 1
-    after = restrict_posterior(probs, lik).argmax(1)
+    after = restrict_posterior(probs, torch.ones_like(lik) if unrestricted else lik).argmax(1)
     moved = float((after != before)[fit].float().mean())
     settled = moved < config.table_settle and trusted
     state.table_settled = state.table_settled or settled
@@ -474,7 +486,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     sigma = batch["sigma"].to(device)
     noise = batch["noise"].to(device)
     drop = batch["drop"].to(device)
-    rows = lik[idx]
+    rows = estep_likelihood(config, state, labels.kind, lik)[idx]
     k_all = lik.shape[1]
     stats = {}
 

@@ -10,8 +10,8 @@ from label_models.transition import empirical_transition
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
 from wsl_diffusion.run import load_checkpoint
-from wsl_diffusion.training.loop import (TrainingDiverged, initial_log_prior, initial_transition, label_tensors,
-                                         new_state, refresh_table, train, vanilla_targets)
+from wsl_diffusion.training.loop import (TrainingDiverged, estep_likelihood, initial_log_prior, initial_transition,
+                                         label_tensors, new_state, refresh_table, train, vanilla_targets)
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -198,6 +198,34 @@ def test_unmixing_waits_for_a_settled_table_then_leaves_a_model_of_the_clean_cla
     assert (out[True][0] == out[False][0]).mean() > 0.98  # the labels the generator trains on
     assert (out[True][0] == y).mean() >= (out[False][0] == y).mean() > (z == y).mean()
     torch.testing.assert_close(out[True][1], out[False][1], atol=0.03, rtol=0)
+
+
+def test_without_table_restrict_settled_the_settled_table_is_the_models_own_posterior(gaussian_denoiser):
+    """`table_restrict_settled=False` drops p(z | y) from the E-step once the table has settled,
+    and not before: every refresh up to the one that settles restricts as the default does, the
+    ones after it leave the labels the generator trains on at the model's argmax whatever z says.
+    With a fixed model nothing moves by the switch itself (a refresh compares its two tables
+    restricted the same way)."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=150)
+    labels = noisy_gaussian_labels(y)
+    cfg = TrainConfig(table_unmix=False, table_restrict_settled=False,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4))
+    state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+    restricted, infos = [], []
+    for _ in range(6):
+        restricted.append(estep_likelihood(cfg, state, "noisy", tensors["lik"]) is tensors["lik"])
+        infos.append(refresh_table(state, cfg, images, tensors, labels))
+    settled = [i["table_settled"] for i in infos]
+    assert False in settled and settled[-1]  # EM moved labels before it settled (T is re-estimated too)
+    assert restricted == [True] * (settled.index(True) + 1) + [False] * (len(settled) - settled.index(True) - 1)
+    assert infos[-1]["labels_moved"] == 0.0
+    trains_on = estep_likelihood(cfg, state, "noisy", tensors["lik"])
+    assert torch.equal(trains_on, torch.ones_like(tensors["lik"]))
+    moved_off_z = (state.table.argmax(1).numpy() != labels.observed).mean()
+    assert moved_off_z > 0.2  # the model's own labels: z is not pulled back in (labels are 40% noisy)
+    # the default keeps restricting, and the other kinds are never affected
+    assert estep_likelihood(cfg.replace(table_restrict_settled=True), state, "noisy", tensors["lik"]) is tensors["lik"]
+    assert estep_likelihood(cfg, state, "partial", tensors["lik"]) is tensors["lik"]
 
 
 def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path, digits_small):

@@ -1,0 +1,165 @@
+"""Why does DMIS trail an SVC at symmetric / instance noise? A diagnostic that reads the truth.
+
+    python benchmarks/gap_cause.py --bench runs/bench256 [--settings sym-40,instance-40]
+
+For every finished DMIS run under BENCH/runs/<setting>/dmis/seed<k> (from `wsl-diff benchmark
+--preset digits`), it splits the gap between DMIS and the SVC into the labels DMIS ends with and
+the classifier it builds from them:
+
+  * labels / E-step table / model on train: the share of training images whose observed label,
+    whose final E-step label (argmax of f(y | x) p(z | y), what the generator trains on) and
+    whose unrestricted model posterior argmax f(y | x) is the true class;
+  * absorbed: of the training images whose E-step label is wrong, the share where the model's own
+    posterior agrees with that wrong label (the class model has learned the image as its label's),
+    against the share where it names the true class (the label would move at the next E-step);
+  * SVC on observed / on the E-step table / on the true labels: the benchmark's pixel SVC (sklearn
+    defaults) trained on each label set, scored on the test split. "SVC on the table" minus "SVC on
+    the truth" is what the table's residual errors cost a classifier that is robust to symmetric
+    noise; "DMIS" minus "SVC on the table" is what the diffusion classifier does with those labels
+    compared with the SVC (on clean labels DMIS leads the SVC by 0.67 points);
+  * DMIS on table (with --retrain DIR): DMIS trained from scratch on the final E-step labels as
+    clean labels, at the benchmark's budget. The script writes DIR/<setting>/seed<k>/labels.npz
+    and prints the `wsl-diff train` command for each missing run; a second call reads their
+    results. Against "DMIS test" it separates the labels DMIS ends with from the path EM took
+    to them (a generator trained on the early, worse tables).
+
+With --heldout DIR (runs of `wsl-diff train ... --validation 0.2` under DIR/<setting>/default/seed<k>)
+it prints a second table: the same E-step (argmax of f(y | x) p(z | y) with the run's final T)
+and the model alone (argmax f), scored against the truth on the rows the run trained on and on
+its validation rows, which it never trained on. The E-step is Bayes' rule only if f has not seen
+z: on rows it trained on, f already carries their labels' evidence, and p(z | y) counts it twice.
+
+Every number here reads the true training or test labels: it explains a loss, it chooses nothing.
+Prints a markdown table (mean ± std over seeds) and writes it to BENCH/gap_cause.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from label_models.io import load_labels, save_labels
+from label_models.labels import ImpreciseLabels
+from wsl_diffusion.bench.baselines_sklearn import fit_estimator, make_estimator
+from wsl_diffusion.data.datasets import flat_features
+from wsl_diffusion.eval.label_issues import find_label_issues
+from wsl_diffusion.eval.validation import validation_split
+from wsl_diffusion.run import (CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config,
+                               run_label_likelihood)
+
+COLUMNS = ["labels", "E-step table", "model on train", "absorbed", "moves next", "DMIS test",
+           "SVC on observed", "SVC on table", "SVC on truth"]
+
+
+def svc_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int) -> float:
+    est = fit_estimator(make_estimator("svc", seed=seed), x, y)
+    return float((est.predict(x_test) == y_test).mean() * 100)
+
+
+def retrain_on_table(run_dir: Path, out: Path, table_label: np.ndarray, truth: np.ndarray, num_classes: int,
+                     seed: int) -> float:
+    """The test accuracy of DMIS trained on the table's labels as clean ones (NaN until that run
+    exists; then the command to make it is printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    labels_path = out / "labels.npz"
+    if not labels_path.is_file():
+        one_hot = np.eye(num_classes, dtype=np.float32)[table_label]
+        save_labels(labels_path, ImpreciseLabels(one_hot, kind="clean", true_labels=truth))
+    summary = out / "run" / "summary.json"
+    if summary.is_file():
+        return float(json.loads(summary.read_text())["test_accuracy_ema"]) * 100
+    config = load_config(run_dir)
+    print(f"wsl-diff train --labels {labels_path} --dataset {config.dataset} --kimg {config.total_kimg:g} "
+          f"--model {config.model} --seed {seed} --samples-per-class 0 --threads 1 --quiet --out {out / 'run'}")
+    return float("nan")
+
+
+def diagnose(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str, float]:
+    labels = load_labels(run_dir / "labels.npz")
+    train, test = aligned_splits(load_config(run_dir), labels)
+    truth = labels.true_labels
+    issues = find_label_issues(run_dir)  # all rows of a noisy label set carry an observed label
+    table_label = np.empty_like(truth)
+    table_label[issues.index] = issues.suggested
+    model = load_checkpoint(run_dir / CHECKPOINT_NAME)["table"].double().numpy().argmax(1)
+    wrong = table_label != truth
+    x, x_test = flat_features(train), flat_features(test)
+    retrained = {} if retrain is None else {
+        "DMIS on table": retrain_on_table(run_dir, retrain / run_dir.parent.parent.name / run_dir.name, table_label,
+                                          truth, labels.num_classes, seed)}
+    return {
+        "labels": float((labels.observed == truth).mean() * 100),
+        "E-step table": float((~wrong).mean() * 100),
+        "model on train": float((model == truth).mean() * 100),
+        "absorbed": float((model[wrong] == table_label[wrong]).mean() * 100) if wrong.any() else 0.0,
+        "moves next": float((model[wrong] == truth[wrong]).mean() * 100) if wrong.any() else 0.0,
+        "DMIS test": float(json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"]) * 100,
+        "SVC on observed": svc_accuracy(x, labels.observed, x_test, test.targets, seed),
+        "SVC on table": svc_accuracy(x, table_label, x_test, test.targets, seed),
+        "SVC on truth": svc_accuracy(x, truth, x_test, test.targets, seed),
+        **retrained,
+    }
+
+
+HELDOUT_COLUMNS = ["labels", "E-step", "model"]
+
+
+def heldout_check(run_dir: Path) -> dict[str, float]:
+    """True-class rates of the labels, the final E-step and the model alone, on the rows the run
+    trained on ("trained: ...") and on its validation rows ("unseen: ...")."""
+    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    config = checkpoint_config(ckpt, run_dir / CHECKPOINT_NAME)
+    labels = load_labels(run_dir / "labels.npz")
+    unseen = validation_split(config, labels, labels.num_samples).numpy()
+    if len(unseen) == 0:
+        raise ValueError(f"{run_dir} has no validation rows; train it with --validation 0.2")
+    trained = np.setdiff1d(np.arange(labels.num_samples), unseen)
+    f = ckpt["table"].double().numpy()  # the table holds every row's f(y | x), validation rows too
+    picks = {"labels": labels.observed, "E-step": (f * run_label_likelihood(ckpt, labels, config)).argmax(1),
+             "model": f.argmax(1)}
+    return {f"{part}: {name}": float((pick[rows] == labels.true_labels[rows]).mean() * 100)
+            for part, rows in (("trained", trained), ("unseen", unseen)) for name, pick in picks.items()}
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", required=True, help="a `wsl-diff benchmark --preset digits` output directory")
+    ap.add_argument("--settings", default="sym-40,instance-40")
+    ap.add_argument("--retrain", type=Path, help="also train DMIS on each run's final table labels here")
+    ap.add_argument("--heldout", type=Path, help="runs trained with --validation: DIR/<setting>/default/seed<k>")
+    args = ap.parse_args()
+    bench = Path(args.bench)
+    columns = COLUMNS + (["DMIS on table"] if args.retrain else [])
+    lines = ["| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    for setting in args.settings.split(","):
+        rows = []
+        for d in sorted((bench / "runs" / setting / "dmis").glob("seed*")):
+            if (d / "summary.json").is_file():
+                rows.append(diagnose(d, int(d.name[4:]), args.retrain))
+                print(setting, d.name, {k: round(v, 2) for k, v in rows[-1].items()})
+        if rows:
+            lines.append(f"| {setting} | {len(rows)} | " + " | ".join(mean_std([r[c] for r in rows]) for c in columns) + " |")
+    if args.heldout:
+        columns = [f"{part}: {name}" for part in ("trained", "unseen") for name in HELDOUT_COLUMNS]
+        lines += ["", "| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",
+                  "|---|---:|" + "---:|" * len(columns)]
+        for setting in args.settings.split(","):
+            rows = [heldout_check(d) for d in sorted(args.heldout.glob(f"{setting}/default/seed*"))
+                    if (d / "summary.json").is_file()]
+            if rows:
+                lines.append(f"| {setting} | {len(rows)} | " + " | ".join(mean_std([r[c] for r in rows]) for c in columns)
+                             + " |")
+    text = "\n".join(lines)
+    print(text)
+    (bench / "gap_cause.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
