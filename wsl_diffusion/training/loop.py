@@ -244,13 +244,11 @@ def holdout_split(config: TrainConfig, kind: str, n_train: int,
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
-def estep_likelihood(config: TrainConfig, state: TrainState, kind: str, lik: torch.Tensor) -> torch.Tensor:
-    """The p(z | y) that restricts the training rows' posterior in the E-step: `lik`, or all ones
-    once a noisy-label table has settled and `table_restrict_settled` is off (the network has
-    trained on z, so its posterior already carries the label's evidence)."""
-    if kind == "noisy" and not config.table_restrict_settled and state.table_settled:
-        return torch.ones_like(lik)
-    return lik
+def estep_restricts(config: TrainConfig, state: TrainState, kind: str) -> bool:
+    """Whether the E-step restricts the training rows' posterior by p(z | y): always, except once
+    a noisy-label table has settled with `table_restrict_settled` off (the network has trained on
+    z, so its posterior already carries the label's evidence)."""
+    return not (kind == "noisy" and not config.table_restrict_settled and state.table_settled)
 
 
 def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tensor, held: torch.Tensor) -> tuple[bool, dict]:
@@ -290,8 +288,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     fit_np = fit.cpu().numpy()
     # `before` and `after` restrict the same way, so a refresh that settles the table moves nothing
     # by switching the restriction off.
-    unrestricted = estep_likelihood(config, state, labels.kind, lik) is not lik
-    before = restrict_posterior(state.table, torch.ones_like(lik) if unrestricted else lik).argmax(1)
+    restricts = estep_restricts(config, state, labels.kind)
+    before = restrict_posterior(state.table, lik if restricts else torch.ones_like(lik)).argmax(1)
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 7919 * (state.refreshes + 1))
     info = {}
     number = state.refreshes + 1
@@ -380,7 +378,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     # because EM converged: it counts as settled only once the model is trusted.
     state.table = probs
     state.refreshes += 1
-    after = restrict_posterior(probs, torch.ones_like(lik) if unrestricted else lik).argmax(1)
+    after = restrict_posterior(probs, lik if restricts else torch.ones_like(lik)).argmax(1)
     moved = float((after != before)[fit].float().mean())
     settled = moved < config.table_settle and trusted
     state.table_settled = state.table_settled or settled
@@ -486,7 +484,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     sigma = batch["sigma"].to(device)
     noise = batch["noise"].to(device)
     drop = batch["drop"].to(device)
-    rows = estep_likelihood(config, state, labels.kind, lik)[idx]
+    rows = lik[idx] if estep_restricts(config, state, labels.kind) else torch.ones_like(lik[idx])
     k_all = lik.shape[1]
     stats = {}
 
