@@ -10,8 +10,9 @@ the classifier it builds from them:
     whose final E-step label (argmax of f(y | x) p(z | y), what the generator trains on) and
     whose unrestricted model posterior argmax f(y | x) is the true class;
   * absorbed: of the training images whose E-step label is wrong, the share where the model's own
-    posterior agrees with that wrong label (the class model has learned the image as its label's),
-    against the share where it names the true class (the label would move at the next E-step);
+    posterior agrees with that wrong label (the class model has learned the image as its label's);
+    "moves next", the share where it names the true class (the label moves at a later E-step only
+    if that margin outweighs p(z | y));
   * SVC on observed / on the E-step table / on the true labels: the benchmark's pixel SVC (sklearn
     defaults) trained on each label set, scored on the test split. "SVC on the table" minus "SVC on
     the truth" is what the table's residual errors cost a classifier that is robust to symmetric
