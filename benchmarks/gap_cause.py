@@ -41,14 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dmis_ablation import fmt
 from label_models.io import load_labels, save_labels
 from label_models.labels import ImpreciseLabels
 from wsl_diffusion.bench.baselines_sklearn import fit_estimator, make_estimator
 from wsl_diffusion.data.datasets import flat_features
 from wsl_diffusion.eval.label_issues import find_label_issues
 from wsl_diffusion.eval.validation import validation_split
-from wsl_diffusion.run import (CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config,
-                               run_label_likelihood)
+from wsl_diffusion.run import CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config
 
 COLUMNS = ["labels", "E-step table", "model on train", "absorbed", "moves next", "DMIS test",
            "SVC on observed", "SVC on table", "SVC on truth"]
@@ -77,13 +77,20 @@ def retrain_on_table(run_dir: Path, out: Path, table_label: np.ndarray, truth: n
     return float("nan")
 
 
+def estep_labels(run_dir: Path, num_samples: int) -> np.ndarray:
+    """(N,) the final E-step's label of every row: argmax of f(y | x) p(z | y) under the run's T
+    (`find_label_issues`; every row of a noisy label set carries an observed label)."""
+    issues = find_label_issues(run_dir)
+    labels = np.empty(num_samples, dtype=np.int64)
+    labels[issues.index] = issues.suggested
+    return labels
+
+
 def diagnose(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str, float]:
     labels = load_labels(run_dir / "labels.npz")
     train, test = aligned_splits(load_config(run_dir), labels)
     truth = labels.true_labels
-    issues = find_label_issues(run_dir)  # all rows of a noisy label set carry an observed label
-    table_label = np.empty_like(truth)
-    table_label[issues.index] = issues.suggested
+    table_label = estep_labels(run_dir, labels.num_samples)
     model = load_checkpoint(run_dir / CHECKPOINT_NAME)["table"].double().numpy().argmax(1)
     wrong = table_label != truth
     x, x_test = flat_features(train), flat_features(test)
@@ -118,14 +125,9 @@ def heldout_check(run_dir: Path) -> dict[str, float]:
         raise ValueError(f"{run_dir} has no validation rows; train it with --validation 0.2")
     trained = np.setdiff1d(np.arange(labels.num_samples), unseen)
     f = ckpt["table"].double().numpy()  # the table holds every row's f(y | x), validation rows too
-    picks = {"labels": labels.observed, "E-step": (f * run_label_likelihood(ckpt, labels, config)).argmax(1),
-             "model": f.argmax(1)}
+    picks = {"labels": labels.observed, "E-step": estep_labels(run_dir, labels.num_samples), "model": f.argmax(1)}
     return {f"{part}: {name}": float((pick[rows] == labels.true_labels[rows]).mean() * 100)
             for part, rows in (("trained", trained), ("unseen", unseen)) for name, pick in picks.items()}
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
 
 
 def main() -> None:
@@ -146,7 +148,7 @@ def main() -> None:
                 rows.append(diagnose(d, int(d.name[4:]), args.retrain))
                 print(setting, d.name, {k: round(v, 2) for k, v in rows[-1].items()})
         if rows:
-            lines.append(f"| {setting} | {len(rows)} | " + " | ".join(mean_std([r[c] for r in rows]) for c in columns) + " |")
+            lines.append(f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in columns) + " |")
     if args.heldout:
         columns = [f"{part}: {name}" for part in ("trained", "unseen") for name in HELDOUT_COLUMNS]
         lines += ["", "| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",
@@ -155,7 +157,7 @@ def main() -> None:
             rows = [heldout_check(d) for d in sorted(args.heldout.glob(f"{setting}/default/seed*"))
                     if (d / "summary.json").is_file()]
             if rows:
-                lines.append(f"| {setting} | {len(rows)} | " + " | ".join(mean_std([r[c] for r in rows]) for c in columns)
+                lines.append(f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in columns)
                              + " |")
     text = "\n".join(lines)
     print(text)
