@@ -20,8 +20,8 @@ from label_models.io import load_labels
 
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
-from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, TABLE_PRUNED, TIE_BREAKS, TRANSITIONS,
-                                  Execution, TrainConfig, default_interval, default_table_unmix,
+from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, PU_PRIORS, TABLE_PRUNED,
+                                  TIE_BREAKS, TRANSITIONS, Execution, TrainConfig, default_interval, default_table_unmix,
                                   default_topk)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
@@ -75,6 +75,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
+    m.add_argument("--pu-prior", type=_pu_prior, default="estimate", metavar="{estimate,oracle,P}",
+                   help="PU labels: the share of positives among all images: estimate (from the images and which "
+                        "are labelled, default), a number P in (0, 1) you know, or oracle (the prior stored in the "
+                        "label file, which `corrupt` takes from the true labels; an ablation)")
     m.add_argument("--assumed-noise-rate", type=float, default=0.2,
                    help="symmetric noise rate T starts from (default 0.2)")
     m.add_argument("--noisy-cls", choices=NOISY_CLS, default="elr",
@@ -140,6 +144,19 @@ def posterior_from_args(args: argparse.Namespace, interval: tuple[float, float])
                            prune_sigmas=min(2, args.num_sigmas - 1) if args.table_keep_classes else 1)
 
 
+def _pu_prior(text: str) -> str | float:
+    if text in PU_PRIORS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:  # also NaN
+        raise argparse.ArgumentTypeError(f"--pu-prior takes estimate, oracle or a share of positives in (0, 1); "
+                                         f"got {text!r}")
+    return value
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     supervision = None if args.labels else spec_from_args(args).to_dict()
     kind = load_labels(args.labels).kind if args.labels else args.supervision
@@ -156,6 +173,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
+        pu_prior=args.pu_prior,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,
     )

@@ -28,6 +28,7 @@ from label_models.priors import (
     project_to_simplex,
     pu_dataset_prior,
     pu_mixture_proportion,
+    pu_mixture_proportion_top_bin,
 )
 from label_models.summary import summarize
 from label_models.transition import (
@@ -69,6 +70,7 @@ __all__ = [
     "project_to_simplex",
     "pu_dataset_prior",
     "pu_mixture_proportion",
+    "pu_mixture_proportion_top_bin",
     "save_labels",
     "semi_supervised",
     "summarize",

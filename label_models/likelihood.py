@@ -33,18 +33,20 @@ def label_likelihood(labels: ImpreciseLabels, *, assumed_noise_rate: float,
     return lik
 
 
-def held_out_likelihood(labels: ImpreciseLabels, lik: np.ndarray) -> np.ndarray:
+def held_out_likelihood(labels: ImpreciseLabels, lik: np.ndarray, *, class_prior: np.ndarray | None = None) -> np.ndarray:
     """The likelihood that scores a model on held-out labels: `lik` (a row of `label_likelihood`)
     except for PU labels. A PU mask makes every unlabelled row flat, so a score on it would only
     see the labelled positives and reward calling everything positive. Under the selected-
-    completely-at-random assumption with class prior pi (the label set's `class_prior`), a
-    positive is labelled with probability c = labelled / (pi_positive * N): a labelled row is
-    [0, c] and an unlabelled one [1, 1 - c]. Without a class prior the mask is returned.
+    completely-at-random assumption with class prior pi (`class_prior`, by default the label
+    set's; a run passes its own, estimated one), a positive is labelled with probability
+    c = labelled / (pi_positive * N): a labelled row is [0, c] and an unlabelled one [1, 1 - c].
+    Without a class prior the mask is returned.
     """
-    if labels.kind != "pu" or labels.class_prior is None:
+    prior = labels.class_prior if class_prior is None else class_prior
+    if labels.kind != "pu" or prior is None:
         return lik
     labelled = np.asarray(labels.is_labelled, dtype=bool)
-    c = min(1.0, labelled.sum() / max(float(labels.class_prior[1]) * labels.num_samples, 1e-12))
+    c = min(1.0, labelled.sum() / max(float(prior[1]) * labels.num_samples, 1e-12))
     out = np.where(labelled[:, None], [0.0, c], [1.0, 1.0 - c])
     return out
 

@@ -6,7 +6,8 @@ All priors are (K,) float64 vectors on the probability simplex, indexed by the *
 * shifted: :func:`em_prior` re-estimates the prior of a new set from posteriors (Saerens et al.).
 * partial: :func:`partial_prior_update`, a moving average of argmax-within-candidate-set counts.
 * semi:    :func:`labelled_counts_prior`, smoothed class counts of the labelled rows.
-* pu:      :func:`pu_mixture_proportion` / :func:`pu_dataset_prior` (Elkan & Noto 2008).
+* pu:      :func:`pu_mixture_proportion_top_bin` (Garg et al. 2021) or :func:`pu_mixture_proportion`
+           (Elkan & Noto 2008), then :func:`pu_dataset_prior`.
 """
 from __future__ import annotations
 
@@ -177,6 +178,42 @@ def pu_mixture_proportion(
     g = np.clip(s_u, 0.0, 1.0 - 1e-12)  # g = 1 would mean "certainly labelled": weight 1 after clipping
     weight = np.clip((1.0 - c) / c * g / (1.0 - g), 0.0, 1.0)
     return float(weight.mean())
+
+
+def pu_mixture_proportion_top_bin(
+    scores_labelled: np.ndarray, scores_unlabelled: np.ndarray, *, delta: float = 0.1, gamma: float = 0.01
+) -> float:
+    """Proportion of positives among the *unlabelled* samples, from the top of a ranking.
+
+    scores_*: (N_l,) and (N_u,) scores that rank positives above negatives, from a labelled-vs-
+    unlabelled classifier that did not fit these rows (cross-fitted). Only their order matters:
+    they need not be calibrated, unlike :func:`pu_mixture_proportion`'s, whose label frequency
+    (the mean score of the labelled rows) is biased low wherever the classes overlap.
+
+    For a threshold t let q_l(t) and q_u(t) be the shares of labelled and unlabelled scores >= t.
+    Labelled rows are a sample of the positives ("selected completely at random"), so
+    q_u(t) = a q_pos(t) + (1 - a) q_neg(t) >= a q_l(t) in expectation: every ratio q_u / q_l
+    bounds a from above, and it equals a at a threshold that no negative passes (a pure top
+    bin). The threshold kept is the one whose ratio has the smallest upper confidence bound
+    (Hoeffding margins for both shares at confidence 1 - delta, widened by 1 + gamma), so that
+    a top bin of a few rows, whose ratio is noise, is not chosen; the estimate is the ratio there,
+    clipped to [0, 1]. This is the best-bin estimator of Garg et al. (2021).
+    """
+    s_l = np.sort(np.asarray(scores_labelled, dtype=np.float64))
+    s_u = np.sort(np.asarray(scores_unlabelled, dtype=np.float64))
+    for name, s in (("scores_labelled", s_l), ("scores_unlabelled", s_u)):
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"{name} must be a non-empty 1-D array, got shape {s.shape}")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"{name} must be finite")
+    if not (0.0 < delta < 1.0) or gamma < 0:
+        raise ValueError(f"need 0 < delta < 1 and gamma >= 0, got delta={delta}, gamma={gamma}")
+    thresholds = np.unique(s_l)  # q_l only changes at labelled scores; each is a candidate bin edge
+    q_l = 1.0 - np.searchsorted(s_l, thresholds, side="left") / s_l.size
+    q_u = 1.0 - np.searchsorted(s_u, thresholds, side="left") / s_u.size
+    margin = np.sqrt(np.log(4.0 / delta) / 2.0) * (1.0 / np.sqrt(s_l.size) + 1.0 / np.sqrt(s_u.size))
+    best = int(np.argmin((q_u + (1.0 + gamma) * margin) / q_l))
+    return float(min(1.0, q_u[best] / q_l[best]))
 
 
 def pu_dataset_prior(pi_unlabelled: float, *, num_labelled: int, num_unlabelled: int) -> np.ndarray:

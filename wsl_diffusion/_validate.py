@@ -11,13 +11,14 @@ from dataclasses import fields
 
 def check_numbers(obj) -> None:
     """ValueError naming the first field of dataclass `obj` whose declared type is a number
-    (int or float, possibly `| None`) but whose value is not a finite one."""
+    (int or float, possibly `| None`, or `| str` whose strings the dataclass checks itself) but
+    whose value is not a finite one."""
     for f in fields(obj):
         declared = str(f.type)
         if "int" not in declared and "float" not in declared:
             continue
         value = getattr(obj, f.name)
-        if value is None and "None" in declared:
+        if (value is None and "None" in declared) or (isinstance(value, str) and "str" in declared):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"`{f.name}` must be a number; got {value!r}")

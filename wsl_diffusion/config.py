@@ -11,6 +11,7 @@ from wsl_diffusion.posterior import PosteriorConfig
 METHODS = ("dmis", "vanilla")
 GEN_FORMS = ("em", "wdsm")
 TRANSITIONS = ("estimate", "assumed", "oracle")
+PU_PRIORS = ("estimate", "oracle")  # or the share of positives itself, a number in (0, 1)
 NOISY_CLS = ("elr", "forward")
 TIE_BREAKS = ("random", "index")
 TABLE_PRUNED = ("zero", "coarse")
@@ -132,6 +133,12 @@ class TrainConfig:
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
       fixed), or "oracle" (the T stored in the label file: for ablations; a real label file has
       none). transition_smoothing: the Dirichlet pseudo-count per row of the T estimate.
+    pu_prior: the share of positives among all images, for positive-unlabelled labels (the nnPU
+      risk's class prior and the posterior's): "estimate" (from the images and which rows are
+      labelled: a cross-fitted labelled-vs-unlabelled logistic regression on the pixels and the
+      top-bin mixture-proportion estimator, `training.pu_prior.estimate_pu_prior`), a number in
+      (0, 1) the user knows, or "oracle" (the prior stored in the label file, which `corrupt`
+      computes from the true labels: for ablations; a real label file has none).
     noisy_cls: the classification loss for noisy labels: "elr" (ELR-rectified target) or
       "forward" (forward correction, -log sum_y T[y, z] f_theta(y), with the run's T).
     holdout: the safeguard of the E-step (DMIS with noisy labels). This share of the training
@@ -182,6 +189,7 @@ class TrainConfig:
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0
+    pu_prior: float | str = "estimate"
     noisy_cls: str = "elr"
     assumed_noise_rate: float = 0.2
     holdout: float = 0.0
@@ -222,6 +230,10 @@ class TrainConfig:
             raise ValueError("`labelled_share` must be in [0, 1)")
         if self.transition not in TRANSITIONS:
             raise ValueError(f"unknown `transition` {self.transition!r}; choose one of {', '.join(TRANSITIONS)}")
+        if not (self.pu_prior in PU_PRIORS or (isinstance(self.pu_prior, (int, float))
+                                                and not isinstance(self.pu_prior, bool) and 0 < self.pu_prior < 1)):
+            raise ValueError(f"`pu_prior` must be estimate, oracle or the share of positives in (0, 1); "
+                             f"got {self.pu_prior!r}")
         if self.noisy_cls not in NOISY_CLS:
             raise ValueError(f"unknown `noisy_cls` {self.noisy_cls!r}; choose one of {', '.join(NOISY_CLS)}")
         if self.posterior_fit not in POSTERIOR_FITS:

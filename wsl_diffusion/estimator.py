@@ -10,7 +10,8 @@
   * -1 marks an unlabelled row, as in `sklearn.semi_supervised` (semi-supervised learning);
   * an (N, K) 0/1 matrix is a candidate set per row (partial labels; classes_ = 0..K-1);
   * positive-unlabelled data: `positive_unlabelled=True`, y = 1 for a labelled positive and
-    anything else for an unlabelled row, with `pu_class_prior` the share of positives overall.
+    anything else for an unlabelled row, with `pu_class_prior` the share of positives overall
+    (None: estimated from X and which rows are labelled).
 
 `X` is uint8 images (N, H, W) or (N, H, W, C), or rows of numbers. Rows are laid out as images of
 `image_shape` ((H, W) or (H, W, C)), or, without one, as the smallest even square that holds them
@@ -52,7 +53,8 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     kimg, model, batch_size, method: the training budget, network preset, batch and method
       ("dmis" or "vanilla"), as `wsl-diff train --kimg --model --batch-size --method`.
     image_shape: (H, W) or (H, W, C) for rows of numbers; None: a zero-padded square.
-    positive_unlabelled, pu_class_prior: positive-unlabelled data and its share of positives.
+    positive_unlabelled, pu_class_prior: positive-unlabelled data and its share of positives
+      (None: estimated from the images and which rows are labelled, `TrainConfig.pu_prior`).
     random_state: the training seed. threads: torch CPU threads during fit (None: leave as is).
     run_dir: where the run is written (None: a temporary directory). It must not hold a run
       yet, so leave it None when scikit-learn fits clones (cross-validation, grid search).
@@ -93,6 +95,7 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
             **kind_defaults(labels.kind),
             model=self.model, batch_size=int(self.batch_size), total_kimg=float(self.kimg),
             seed=int(self.random_state), samples_per_class=0,
+            pu_prior="estimate" if self.pu_class_prior is None else float(self.pu_class_prior),
             checkpoint_every_kimg=max(float(self.kimg), 1e-3), log_every_kimg=max(float(self.kimg) / 8, 1e-3))
         data = ArrayDataset(images, np.zeros(len(images), dtype=np.int64),
                             tuple(str(c) for c in self.classes_) if labels.kind != "pu" else ("negative", "positive"))
@@ -144,16 +147,15 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != n:
             raise ValueError(f"X has {n} rows but y has {len(y)}; give one label (row) per image")
         if self.positive_unlabelled:
-            if self.pu_class_prior is None or not 0 < float(self.pu_class_prior) < 1:
-                raise ValueError("positive_unlabelled needs pu_class_prior, the share of positives among all "
-                                 f"images, in (0, 1); got {self.pu_class_prior!r}")
+            if self.pu_class_prior is not None and not 0 < float(self.pu_class_prior) < 1:
+                raise ValueError("pu_class_prior is the share of positives among all images, in (0, 1), or None "
+                                 f"to estimate it; got {self.pu_class_prior!r}")
             positive = y == 1
             if not positive.any() or positive.all():
                 raise ValueError("positive-unlabelled y needs some labelled positives (1) and some unlabelled rows")
             self.classes_ = np.array([0, 1])
             matrix = np.where(positive[:, None], np.array([[0.0, 1.0]]), 1.0)
-            prior = float(self.pu_class_prior)
-            return ImpreciseLabels(matrix=matrix, kind="pu", class_prior=np.array([1 - prior, prior]))
+            return ImpreciseLabels(matrix=matrix, kind="pu")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)  # scikit-learn's DataConversionWarning, then 1-D labels
         if y.ndim == 2:

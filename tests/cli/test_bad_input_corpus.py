@@ -227,6 +227,7 @@ CASES = {
     "holdout 2": flag("--holdout", "2"),
     "validation 0.9": flag("--validation", "0.9"),
     "assumed-noise-rate nan": flag("--assumed-noise-rate", "nan"),
+    "pu-prior 1.5": flag("--pu-prior", "1.5"),
     "evaluate limit 0": evaluate_limit("0"),
     "evaluate limit -5": evaluate_limit("-5"),
     "sample guidance nan": sample_guidance_nan,

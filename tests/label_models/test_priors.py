@@ -16,6 +16,7 @@ from label_models.priors import (
     project_to_simplex,
     pu_dataset_prior,
     pu_mixture_proportion,
+    pu_mixture_proportion_top_bin,
 )
 from label_models.transition import asymmetric_transition, symmetric_transition
 
@@ -120,6 +121,41 @@ def test_pu_mixture_proportion_on_exact_scores(pi, c):
     assert abs(prior[1] - y.mean()) < 0.02 and abs(prior.sum() - 1) < 1e-12
     # A known label frequency gives the same answer as the estimated one here.
     assert abs(pu_mixture_proportion(g[s], g[~s], label_frequency=c) - truth_u) < 0.02
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.3, 0.7])
+def test_top_bin_estimator_recovers_the_positive_share_and_reads_only_the_ranking(alpha):
+    """Positives score U(0, 3) and negatives U(-3, 1): above 1 only positives remain, so the
+    ratio of unlabelled to labelled tail shares there is the positive share of the unlabelled
+    rows. Any increasing transform of the scores gives the same estimate. Where the top bin is
+    not pure, the estimator that needs calibrated scores is biased and this one is not."""
+    rng = np.random.default_rng(1)
+    n_l, n_u = 5_000, 20_000
+    labelled = rng.uniform(0.0, 3.0, n_l)
+    is_pos = rng.random(n_u) < alpha
+    unlabelled = np.where(is_pos, rng.uniform(0.0, 3.0, n_u), rng.uniform(-3.0, 1.0, n_u))
+    estimate = pu_mixture_proportion_top_bin(labelled, unlabelled)
+    assert abs(estimate - is_pos.mean()) < 0.02
+    assert pu_mixture_proportion_top_bin(np.exp(labelled), np.exp(unlabelled)) == estimate
+    assert pu_mixture_proportion_top_bin(-labelled, -unlabelled) > estimate + 0.1  # a reversed ranking: no pure bin
+
+
+def test_top_bin_estimator_beats_the_mean_score_label_frequency_where_classes_overlap():
+    """Positives ~ N(+1, 1), negatives ~ N(-1, 1), labelled with c = 0.5, and g = c p(y=1 | x)
+    exact: E[g | labelled] < c because positives near the overlap get g < c, so Elkan-Noto's
+    label frequency is low and its positive share high; the top bin (far right, nearly pure)
+    is off by much less."""
+    rng = np.random.default_rng(2)
+    n, pi, c = 60_000, 0.4, 0.5
+    y = rng.random(n) < pi
+    x = np.where(y, rng.normal(1.0, 1.0, n), rng.normal(-1.0, 1.0, n))
+    p_pos = pi * norm.pdf(x, 1.0) / (pi * norm.pdf(x, 1.0) + (1 - pi) * norm.pdf(x, -1.0))
+    s = y & (rng.random(n) < c)
+    truth = y[~s].mean()
+    elkan_noto = pu_mixture_proportion(c * p_pos[s], c * p_pos[~s])
+    top_bin = pu_mixture_proportion_top_bin(x[s], x[~s])
+    assert elkan_noto - truth > 0.05
+    assert abs(top_bin - truth) < 0.5 * abs(elkan_noto - truth)
 
 
 @pytest.mark.parametrize(

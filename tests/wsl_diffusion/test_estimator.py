@@ -66,5 +66,9 @@ def test_the_y_conventions_choose_the_supervision(tmp_path):
     assert list(DMISClassifier(**FAST).fit(X, names).classes_) == list("abcdefghij")
     pu = DMISClassifier(**FAST, positive_unlabelled=True, pu_class_prior=0.5).fit(X, (y % 2 == 0) & (y < 4))
     assert list(pu.classes_) == [0, 1] and pu.predict_proba(X[:3]).shape == (3, 2)
+    pu_dir = tmp_path / "pu-estimated"
+    DMISClassifier(**FAST, positive_unlabelled=True, run_dir=str(pu_dir)).fit(X, y == 0)  # no prior: estimated
+    assert json.loads((pu_dir / "config.json").read_text())["pu_prior"] == "estimate"
+    assert 0 < json.loads((pu_dir / "summary.json").read_text())["pu_prior"] < 1
     with pytest.raises(ValueError, match="pu_class_prior"):
-        DMISClassifier(**FAST, positive_unlabelled=True).fit(X, y == 0)
+        DMISClassifier(**FAST, positive_unlabelled=True, pu_class_prior=1.5).fit(X, y == 0)

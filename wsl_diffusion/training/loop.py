@@ -23,7 +23,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ from wsl_diffusion.training.losses import (classifier_logits, dmis_generative_lo
                                            restrict_posterior, sample_sigma, soft_target_loss, topk_classes,
                                            vanilla_loss)
 from wsl_diffusion.training.progress import TrainProgress
+from wsl_diffusion.training.pu_prior import estimate_pu_prior
 
 
 # A fitted posterior temperature this large (fit_temperature's bound is 1e3) means the flat
@@ -223,11 +224,29 @@ def ema_update(state: TrainState, config: TrainConfig, batch: int) -> None:
             b_ema.copy_(b)
 
 
-def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, validation: torch.Tensor) -> np.ndarray:
+def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, validation: torch.Tensor,
+                  images: torch.Tensor | None = None) -> np.ndarray:
     """The run's starting class prior (`initial_log_prior`) from the labels of every row but the
-    validation rows."""
+    validation rows. PU labels: the share of positives `config.pu_prior` says (estimated from
+    `images` and which rows are labelled, by default; the label file's stored prior only for
+    "oracle")."""
+    rows = np.flatnonzero(label_rows(labels.num_samples, validation).numpy())
     if len(validation):
-        labels = labels.take(np.flatnonzero(label_rows(labels.num_samples, validation).numpy()))
+        labels = labels.take(rows)
+    if labels.kind == "pu":
+        if config.pu_prior == "oracle":
+            if labels.class_prior is None:
+                raise ValueError("`pu_prior` is oracle but the label file stores no class prior; use estimate or "
+                                 "give the share of positives")
+            prior = np.asarray(labels.class_prior, dtype=np.float64)
+        elif config.pu_prior == "estimate":
+            if images is None:
+                raise ValueError("estimating the PU class prior needs the training images")
+            prior = estimate_pu_prior(images[torch.as_tensor(rows)].cpu().numpy(), labels.is_labelled,
+                                      seed=config.seed)
+        else:
+            prior = np.array([1.0 - float(config.pu_prior), float(config.pu_prior)])
+        labels = replace(labels, class_prior=prior)
     return initial_log_prior(labels, transition_matrix=transition if config.transition == "oracle" else None)
 
 
@@ -400,7 +419,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
     if validation is not None and len(validation):
         val = validation.to(images.device)
-        scores = validation_scores(errors[val], scoring_likelihood(labels, lik)[val], temperature=state.temperature,
+        scores = validation_scores(errors[val], scoring_likelihood(labels, lik, state.log_prior)[val], temperature=state.temperature,
                                    log_prior=state.log_prior)
         info["validation_agreement"] = scores["agreement"]
     return info
@@ -619,7 +638,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             clean_after_crash(run_dir, step=state.step, refreshes=state.refreshes)
         transition = None if state.transition is None else state.transition.numpy()
     else:
-        state = new_state(config, image_shape, num_classes, run_log_prior(labels, config, transition0, validation),
+        state = new_state(config, image_shape, num_classes, run_log_prior(labels, config, transition0, validation, images),
                           n_train, device, transition=transition0, first_refresh_kimg=config.refresh_kimg(labels.kind))
         transition = transition0
     tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, transition=transition,
@@ -712,6 +731,10 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     summary = {"steps": state.step, "kimg": state.nimg / 1000, "seconds_this_call": elapsed,
                "finished": state.step >= total_steps, "stopped_by_time_budget": budget_hit,
                "temperature": state.temperature, "posterior": state.posterior.to_dict()}
+    if labels.kind == "pu":  # the share of positives the run used; the stored one only as a diagnostic
+        summary["pu_prior"] = float(state.log_prior.exp()[1] / state.log_prior.exp().sum())
+        if labels.class_prior is not None:
+            summary["pu_prior_stored"] = float(labels.class_prior[1])
     if ctx.is_main and (state.step >= total_steps or budget_hit):
         if len(validation):
             summary["validation"] = score_validation(

@@ -248,6 +248,37 @@ def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path,
               progress=False)
 
 
+def test_pu_training_never_reads_the_stored_class_prior_unless_asked(tmp_path, digits_small):
+    """PU labels with the same labelled rows: one carries (wrong) true labels and a (wrong)
+    stored class prior, the other neither. By default both runs estimate the prior from the
+    images and are identical; "oracle" reads the stored prior and refuses a file without one; a
+    given share is used as it is."""
+    train_data, _ = digits_small
+    honest = corrupt(train_data.targets, num_classes=10,
+                     spec=CorruptionSpec(supervision="pu", positive_classes=(0, 2, 4, 6, 8), labelled_fraction=0.5,
+                                         seed=0))
+    bare = ImpreciseLabels(matrix=honest.matrix, kind="pu", observed=honest.observed)
+    poisoned = ImpreciseLabels(matrix=honest.matrix, kind="pu", observed=honest.observed,
+                               true_labels=1 - honest.true_labels, class_prior=np.array([0.95, 0.05]))
+    cfg = tiny_config(supervision={"supervision": "pu"})
+    for name, labels, config in (("bare", bare, cfg), ("poisoned", poisoned, cfg),
+                                 ("oracle", poisoned, cfg.replace(pu_prior="oracle")),
+                                 ("given", bare, cfg.replace(pu_prior=0.3))):
+        train(config, tmp_path / name, train_data=train_data, labels=labels, progress=False)
+    a, b = weights_of(tmp_path / "bare"), weights_of(tmp_path / "poisoned")
+    for key in ("net", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name])
+    assert torch.equal(a["table"], b["table"]) and torch.equal(a["log_prior"], b["log_prior"])
+    estimated = float(a["log_prior"].exp()[1])
+    assert abs(estimated - honest.class_prior[1]) < 0.1  # 200 images: a rough estimate, but not the stored 0.05
+    assert torch.allclose(weights_of(tmp_path / "oracle")["log_prior"].exp(), torch.tensor([0.95, 0.05]))
+    assert torch.allclose(weights_of(tmp_path / "given")["log_prior"].exp(), torch.tensor([0.7, 0.3]))
+    with pytest.raises(ValueError, match="stores no class prior"):
+        train(cfg.replace(pu_prior="oracle"), tmp_path / "refused", train_data=train_data, labels=bare,
+              progress=False)
+
+
 def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path, digits_small):
     """One run per directory: while another process holds the run's lock, train() refuses with
     the holder's PID and touches nothing; once it is gone, the directory is free again."""
