@@ -30,6 +30,12 @@ and the model alone (argmax f), scored against the truth on the rows the run tra
 its validation rows, which it never trained on. The E-step is Bayes' rule only if f has not seen
 z: on rows it trained on, f already carries their labels' evidence, and p(z | y) counts it twice.
 
+A PU setting (`--settings pu-even`) gets its own table: the share of positives the run used
+against the true one, its model's true-class rate on the unlabelled training images, its test
+accuracy, and the pixel SVC and (with --retrain DIR, trained in this process under DIR/pu/) DMIS
+trained on the true binary labels: what each classifier makes of the binary task with clean
+labels, the bound the PU cell is measured against.
+
 Every number here reads the true training or test labels: it explains a loss, it chooses nothing.
 Prints a markdown table (mean ± std over seeds) and writes it to BENCH/gap_cause.md.
 """
@@ -45,10 +51,12 @@ from dmis_ablation import fmt
 from label_models.io import load_labels, save_labels
 from label_models.labels import ImpreciseLabels
 from wsl_diffusion.bench.baselines_sklearn import fit_estimator, make_estimator
-from wsl_diffusion.data.datasets import flat_features
+from wsl_diffusion.config import TrainConfig, kind_defaults
+from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.eval.label_issues import find_label_issues
 from wsl_diffusion.eval.validation import validation_split
 from wsl_diffusion.run import CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config
+from wsl_diffusion.training.loop import train as train_model
 
 COLUMNS = ["labels", "E-step table", "model on train", "absorbed", "moves next", "DMIS test",
            "SVC on observed", "SVC on table", "SVC on truth"]
@@ -111,6 +119,45 @@ def diagnose(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str,
     }
 
 
+PU_COLUMNS = ["prior used", "true prior", "unlabelled: model", "DMIS test", "SVC on truth", "DMIS on truth"]
+
+
+def diagnose_pu(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str, float]:
+    """A PU run against the binary task it stands for: the share of positives it used and the
+    true one (x 100), the true-class rate of its model's argmax on the unlabelled training
+    images, its test accuracy, and the pixel SVC and (with `retrain`) DMIS trained on the true
+    binary labels, which bound what either classifier makes of even-against-odd at all."""
+    labels = load_labels(run_dir / "labels.npz")
+    config = load_config(run_dir)
+    train, test = aligned_splits(config, labels)
+    truth, test_y = labels.true_labels, targets_in_label_space(labels, test.targets)
+    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    prior = ckpt["log_prior"].double().exp().numpy()
+    unlabelled = ~labels.is_labelled
+    model = ckpt["table"].double().numpy().argmax(1)
+    out = {"prior used": float(prior[1] / prior.sum() * 100), "true prior": float(truth.mean() * 100),
+           "unlabelled: model": float((model[unlabelled] == truth[unlabelled]).mean() * 100),
+           "DMIS test": float(json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"]) * 100,
+           "SVC on truth": svc_accuracy(flat_features(train), truth, flat_features(test), test_y, seed)}
+    if retrain is not None:
+        out["DMIS on truth"] = retrain_on_truth_pu(config, retrain / "pu" / run_dir.name, train, truth, test, test_y, seed)
+    return out
+
+
+def retrain_on_truth_pu(config, out: Path, train, truth: np.ndarray, test, test_y: np.ndarray, seed: int) -> float:
+    """DMIS trained on the true binary labels as clean ones, at the PU run's budget and model
+    (in this process: the CLI maps test labels to the dataset's own classes)."""
+    summary = out / "summary.json"
+    if not summary.is_file():
+        names = ("negative", "positive")
+        clean = ImpreciseLabels(np.eye(2, dtype=np.float32)[truth], kind="clean", true_labels=truth)
+        cfg = TrainConfig(dataset=config.dataset, model=config.model, total_kimg=config.total_kimg, seed=seed,
+                          samples_per_class=0, supervision={"supervision": "clean"}, **kind_defaults("clean"))
+        train_model(cfg, out, train_data=ArrayDataset(train.images, truth, names), labels=clean,
+                    test_data=ArrayDataset(test.images, test_y, names), test_targets=test_y, progress=False)
+    return float(json.loads(summary.read_text())["test_accuracy_ema"]) * 100
+
+
 HELDOUT_COLUMNS = ["labels", "E-step", "model"]
 
 
@@ -141,14 +188,22 @@ def main() -> None:
     columns = COLUMNS + (["DMIS on table"] if args.retrain else [])
     lines = ["| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",
              "|---|---:|" + "---:|" * len(columns)]
+    pu_lines = []
     for setting in args.settings.split(","):
         rows = []
+        is_pu = setting.startswith("pu")
         for d in sorted((bench / "runs" / setting / "dmis").glob("seed*")):
             if (d / "summary.json").is_file():
-                rows.append(diagnose(d, int(d.name[4:]), args.retrain))
+                rows.append((diagnose_pu if is_pu else diagnose)(d, int(d.name[4:]), args.retrain))
                 print(setting, d.name, {k: round(v, 2) for k, v in rows[-1].items()})
-        if rows:
+        if rows and is_pu:
+            pu_columns = PU_COLUMNS if args.retrain else PU_COLUMNS[:-1]
+            pu_lines += ["", "| setting | seeds | " + " | ".join(f"{c} %" for c in pu_columns) + " |",
+                         "|---|---:|" + "---:|" * len(pu_columns),
+                         f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in pu_columns) + " |"]
+        elif rows:
             lines.append(f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in columns) + " |")
+    lines += pu_lines
     if args.heldout:
         columns = [f"{part}: {name}" for part in ("trained", "unseen") for name in HELDOUT_COLUMNS]
         lines += ["", "| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",

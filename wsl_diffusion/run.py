@@ -292,10 +292,12 @@ def load_run(run_dir: str | Path, *, device="cpu") -> TrainedRun:
 
 def run_label_likelihood(ckpt: dict, labels: ImpreciseLabels, config: TrainConfig) -> np.ndarray:
     """(N, K) p(z_n | y) of a run's labels under the T its checkpoint ended with (noisy labels;
-    the assumed symmetric T when it stores none)."""
+    the assumed symmetric T when it stores none) and the class prior it used (PU labels)."""
     t = ckpt.get("transition")
+    prior = ckpt["log_prior"].double().exp().numpy()
     return label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate,
-                            transition_matrix=None if t is None or not t.numel() else t.double().numpy())
+                            transition_matrix=None if t is None or not t.numel() else t.double().numpy(),
+                            class_prior=prior / prior.sum())
 
 
 def run_posterior(ckpt: dict, config: TrainConfig) -> PosteriorConfig:

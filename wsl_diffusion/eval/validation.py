@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from label_models.likelihood import held_out_likelihood
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, validation_scores
@@ -40,16 +39,6 @@ def label_rows(n_train: int, validation: torch.Tensor | None) -> torch.Tensor:
     return mask
 
 
-def scoring_likelihood(labels, lik: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
-    """The likelihood validation rows are scored with (`held_out_likelihood`: PU differs, and
-    takes the run's own class prior `log_prior`, never the label file's)."""
-    if labels.kind != "pu":
-        return lik
-    prior = log_prior.exp().double().cpu().numpy()
-    return torch.as_tensor(held_out_likelihood(labels, lik.cpu().numpy(), class_prior=prior / prior.sum()),
-                           dtype=lik.dtype, device=lik.device)
-
-
 @torch.no_grad()
 def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log_prior: torch.Tensor,
                      images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor, seed: int,
@@ -62,7 +51,7 @@ def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log
     val = validation.to(images.device)
     errors = torch.cat([diffusion_posterior(net, images[val[i:i + chunk]], cfg, generator=gen).errors
                         for i in range(0, len(val), chunk)])
-    return validation_scores(errors, scoring_likelihood(labels, lik, log_prior)[val], temperature=temperature,
+    return validation_scores(errors, lik[val], temperature=temperature,
                              log_prior=log_prior, per_row=per_row)
 
 

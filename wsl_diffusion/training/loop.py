@@ -43,7 +43,7 @@ from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
                                      noised_input_errors, quadrature_weights, sigma_levels, validation_scores)
-from wsl_diffusion.eval.validation import label_rows, score_validation, scoring_likelihood, validation_split
+from wsl_diffusion.eval.validation import label_rows, score_validation, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
                                load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
@@ -84,15 +84,16 @@ def initial_transition(labels, config: TrainConfig) -> np.ndarray | None:
 
 
 def label_tensors(labels, *, assumed_noise_rate: float, transition: np.ndarray | None = None,
-                  device="cpu") -> dict[str, torch.Tensor]:
+                  log_prior: torch.Tensor | None = None, device="cpu") -> dict[str, torch.Tensor]:
     """The label model as the tensors `step_loss` takes: lik (N, K) = p(z | y) under the given
-    T (noisy labels), label_rows (N, K) (the stored label rows), observed (N,) hard labels (-1
-    where none) and is_labelled (N,)."""
+    T (noisy labels) or the run's class prior `log_prior` (PU labels), label_rows (N, K) (the
+    stored label rows), observed (N,) hard labels (-1 where none) and is_labelled (N,)."""
     n = labels.num_samples
     observed = labels.observed if labels.observed is not None else np.full(n, -1)
+    prior = None if log_prior is None else log_prior.double().exp().cpu().numpy()
     return {
-        "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate,
-                                                transition_matrix=transition),
+        "lik": torch.as_tensor(label_likelihood(labels, assumed_noise_rate=assumed_noise_rate, transition_matrix=transition,
+                                                class_prior=None if prior is None else prior / prior.sum()),
                                dtype=torch.float32, device=device),
         "label_rows": torch.tensor(labels.matrix, dtype=torch.float32, device=device),
         "observed": torch.as_tensor(np.array(observed), device=device),
@@ -419,7 +420,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
     if validation is not None and len(validation):
         val = validation.to(images.device)
-        scores = validation_scores(errors[val], scoring_likelihood(labels, lik, state.log_prior)[val], temperature=state.temperature,
+        scores = validation_scores(errors[val], lik[val], temperature=state.temperature,
                                    log_prior=state.log_prior)
         info["validation_agreement"] = scores["agreement"]
     return info
@@ -642,7 +643,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                           n_train, device, transition=transition0, first_refresh_kimg=config.refresh_kimg(labels.kind))
         transition = transition0
     tensors = label_tensors(labels, assumed_noise_rate=config.assumed_noise_rate, transition=transition,
-                            device=device)
+                            log_prior=state.log_prior, device=device)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(run_dir, config)

@@ -6,11 +6,12 @@ import numpy as np
 import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
-from label_models.likelihood import held_out_likelihood
+from label_models.likelihood import label_likelihood
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.eval.validation import run_validation, validation_split
 from wsl_diffusion.posterior import PosteriorConfig, validation_scores
 from wsl_diffusion.run import load_checkpoint
+from wsl_diffusion.training.losses import restrict_posterior
 from wsl_diffusion.training.loop import (holdout_split, initial_transition, label_tensors, labelled_pools, new_state,
                                          refresh_table, run_log_prior, train)
 
@@ -116,18 +117,25 @@ def test_scores_of_a_perfect_posterior_have_known_values():
     assert s["log_lik"] >= s["log_lik_run"] - 1e-9  # tau fitted on the rows can only do better
 
 
-def test_pu_is_scored_with_the_labelling_rate_not_the_mask():
-    """Under the mask, calling every image positive explains the labelled positives perfectly
-    (log-likelihood 0, the best possible). Under SCAR the unlabelled negatives expose it: the true
-    posterior scores higher."""
+def test_pu_likelihood_is_the_labelling_rate_not_the_mask():
+    """PU rows are trained and scored under SCAR, not under the mask. The E-step of a model that
+    knows nothing but the prior gives an unlabelled image exactly the positive share of the
+    unlabelled images (the mask would give it the share over all images). Under the mask, calling
+    every image positive explains the labelled positives perfectly (log-likelihood 0, the best
+    possible); under SCAR the unlabelled negatives expose it: the true posterior scores higher."""
     y = np.repeat(np.arange(10), 40)
     labels = corrupt(y, num_classes=10, spec=CorruptionSpec(supervision="pu", labelled_fraction=0.3, seed=0,
                                                               positive_classes=(0, 2, 4, 6, 8)))
     truth = np.isin(y, (0, 2, 4, 6, 8)).astype(int)
-    lik = torch.as_tensor(held_out_likelihood(labels, labels.matrix.astype(float)))
+    assert np.array_equal(label_likelihood(labels, assumed_noise_rate=0.2), labels.matrix)  # no prior: the mask
+    lik = torch.as_tensor(label_likelihood(labels, assumed_noise_rate=0.2, class_prior=labels.class_prior))
     c = labels.is_labelled.sum() / (labels.class_prior[1] * len(y))
     assert np.allclose(lik[labels.is_labelled].numpy(), [0, c]) and np.allclose(lik[~labels.is_labelled].numpy(),
                                                                                 [1, 1 - c])
+    unlabelled = ~labels.is_labelled
+    prior_only = torch.as_tensor(labels.class_prior).expand(len(y), 2)
+    estep = restrict_posterior(prior_only, lik)
+    assert np.isclose(float(estep[unlabelled, 1].mean()), truth[unlabelled].mean())
     prior = torch.log(torch.tensor(labels.class_prior))
 
     def score(classes, lik):
