@@ -34,6 +34,16 @@ def weights_of(run_dir):
     return ckpt
 
 
+def assert_same_run(dir_a, dir_b, *keys):
+    """The two runs' checkpoints hold the same weights, EMA weights and `keys`, bit for bit."""
+    a, b = weights_of(dir_a), weights_of(dir_b)
+    for key in ("net", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name])
+    for key in keys:
+        assert torch.equal(a[key], b[key]), key
+
+
 @pytest.mark.parametrize("method,form,fit", [("dmis", "em", "fixed"), ("dmis", "wdsm", "fixed"), ("vanilla", "em", "fixed"),
                                              ("dmis", "em", "refit")])
 def test_resume_after_crash_is_bit_exact(tmp_path, digits_small, method, form, fit):
@@ -238,11 +248,7 @@ def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path,
     cfg = tiny_config(supervision={"supervision": "noisy"})
     for name, labels in (("bare", bare), ("poisoned", poisoned)):
         train(cfg, tmp_path / name, train_data=train_data, labels=labels, progress=False)
-    a, b = weights_of(tmp_path / "bare"), weights_of(tmp_path / "poisoned")
-    for key in ("net", "ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name])
-    assert torch.equal(a["table"], b["table"]) and torch.equal(a["transition"], b["transition"])
+    assert_same_run(tmp_path / "bare", tmp_path / "poisoned", "table", "transition")
     with pytest.raises(ValueError, match="stores no transition matrix"):
         train(cfg.replace(transition="oracle"), tmp_path / "oracle", train_data=train_data, labels=bare,
               progress=False)
@@ -265,12 +271,8 @@ def test_pu_training_never_reads_the_stored_class_prior_unless_asked(tmp_path, d
                                  ("oracle", poisoned, cfg.replace(pu_prior="oracle")),
                                  ("given", bare, cfg.replace(pu_prior=0.3))):
         train(config, tmp_path / name, train_data=train_data, labels=labels, progress=False)
-    a, b = weights_of(tmp_path / "bare"), weights_of(tmp_path / "poisoned")
-    for key in ("net", "ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name])
-    assert torch.equal(a["table"], b["table"]) and torch.equal(a["log_prior"], b["log_prior"])
-    estimated = float(a["log_prior"].exp()[1])
+    assert_same_run(tmp_path / "bare", tmp_path / "poisoned", "table", "log_prior")
+    estimated = float(weights_of(tmp_path / "bare")["log_prior"].exp()[1])
     assert abs(estimated - honest.class_prior[1]) < 0.1  # 200 images: a rough estimate, but not the stored 0.05
     assert torch.allclose(weights_of(tmp_path / "oracle")["log_prior"].exp(), torch.tensor([0.95, 0.05]))
     assert torch.allclose(weights_of(tmp_path / "given")["log_prior"].exp(), torch.tensor([0.7, 0.3]))
