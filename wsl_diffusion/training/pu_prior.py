@@ -21,6 +21,10 @@ from label_models.priors import pu_dataset_prior, pu_mixture_proportion_top_bin
 # estimate needs a ranking, not the last digit of a large data set's fit.
 MAX_ROWS = 10_000
 FOLDS = 5  # 5 against 2: mean |error| 0.028 against 0.038 on six digits PU settings other than pu-even
+# The top-bin estimator's confidence: its margin pushes the chosen bin towards larger, less pure
+# ones, and the estimate errs upwards. 0.9 against the estimator's 0.1, on the same six settings
+# (5 folds): mean |error| 0.021 against 0.027, max 0.055 against 0.091 (bias +0.013 against +0.025).
+DELTA = 0.9
 
 
 def estimate_pu_prior(features: np.ndarray, labelled: np.ndarray, *, seed: int) -> np.ndarray:
@@ -55,5 +59,5 @@ def estimate_pu_prior(features: np.ndarray, labelled: np.ndarray, *, seed: int) 
         for fit, score in folds.split(x, y):
             model = LogisticRegression(max_iter=1000).fit(x[fit], y[fit])
             scores[score] = model.decision_function(x[score])
-    pi_unlabelled = pu_mixture_proportion_top_bin(scores[y == 1], scores[y == 0])
+    pi_unlabelled = pu_mixture_proportion_top_bin(scores[y == 1], scores[y == 0], delta=DELTA)
     return pu_dataset_prior(pi_unlabelled, num_labelled=n_l, num_unlabelled=n_u)
