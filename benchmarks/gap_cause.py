@@ -31,7 +31,8 @@ its validation rows, which it never trained on. The E-step is Bayes' rule only i
 z: on rows it trained on, f already carries their labels' evidence, and p(z | y) counts it twice.
 
 A PU setting (`--settings pu-even`) gets its own table: the share of positives the run used
-against the true one, its model's true-class rate on the unlabelled training images, its test
+against the true one, the true-class rates on the unlabelled training images of its model
+and of its E-step (and the share that E-step calls positive against the true share), its test
 accuracy, and the pixel SVC and (with --retrain DIR, trained in this process under DIR/pu/) DMIS
 trained on the true binary labels: what each classifier makes of the binary task with clean
 labels, the bound the PU cell is measured against.
@@ -55,7 +56,8 @@ from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.eval.label_issues import find_label_issues
 from wsl_diffusion.eval.validation import validation_split
-from wsl_diffusion.run import CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config
+from wsl_diffusion.run import (CHECKPOINT_NAME, aligned_splits, checkpoint_config, load_checkpoint, load_config,
+                               run_label_likelihood)
 from wsl_diffusion.training.loop import train as train_model
 
 COLUMNS = ["labels", "E-step table", "model on train", "absorbed", "moves next", "DMIS test",
@@ -119,14 +121,18 @@ def diagnose(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str,
     }
 
 
-PU_COLUMNS = ["prior used", "true prior", "unlabelled: model", "DMIS test", "SVC on truth", "DMIS on truth"]
+PU_COLUMNS = ["prior used", "true prior", "unlabelled: model", "unlabelled: E-step", "unlabelled: E-step positive",
+              "unlabelled: positive", "DMIS test", "SVC on truth", "DMIS on truth"]
 
 
 def diagnose_pu(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[str, float]:
     """A PU run against the binary task it stands for: the share of positives it used and the
     true one (x 100), the true-class rate of its model's argmax on the unlabelled training
     images, its test accuracy, and the pixel SVC and (with `retrain`) DMIS trained on the true
-    binary labels, which bound what either classifier makes of even-against-odd at all."""
+    binary labels, which bound what either classifier makes of even-against-odd at all. On the
+    unlabelled training images: the true-class rates of the model's argmax (under the prior of
+    all images) and of the E-step's (under SCAR, what the generator trains on), and the share
+    the E-step calls positive against the true share."""
     labels = load_labels(run_dir / "labels.npz")
     config = load_config(run_dir)
     train, test = aligned_splits(config, labels)
@@ -134,9 +140,13 @@ def diagnose_pu(run_dir: Path, seed: int, retrain: Path | None = None) -> dict[s
     ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
     prior = ckpt["log_prior"].double().exp().numpy()
     unlabelled = ~labels.is_labelled
-    model = ckpt["table"].double().numpy().argmax(1)
+    f = ckpt["table"].double().numpy()
+    model, estep = f.argmax(1), (f * run_label_likelihood(ckpt, labels, config)).argmax(1)
     out = {"prior used": float(prior[1] / prior.sum() * 100), "true prior": float(truth.mean() * 100),
            "unlabelled: model": float((model[unlabelled] == truth[unlabelled]).mean() * 100),
+           "unlabelled: E-step": float((estep[unlabelled] == truth[unlabelled]).mean() * 100),
+           "unlabelled: E-step positive": float(estep[unlabelled].mean() * 100),
+           "unlabelled: positive": float(truth[unlabelled].mean() * 100),
            "DMIS test": float(json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"]) * 100,
            "SVC on truth": svc_accuracy(flat_features(train), truth, flat_features(test), test_y, seed)}
     if retrain is not None:
@@ -203,7 +213,9 @@ def main() -> None:
                          f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in pu_columns) + " |"]
         elif rows:
             lines.append(f"| {setting} | {len(rows)} | " + " | ".join(fmt([r[c] for r in rows], 1) for c in columns) + " |")
-    lines += pu_lines
+    if len(lines) == 2:  # no noisy-label setting: no empty table
+        lines = []
+    lines += pu_lines[1:] if not lines else pu_lines
     if args.heldout:
         columns = [f"{part}: {name}" for part in ("trained", "unseen") for name in HELDOUT_COLUMNS]
         lines += ["", "| setting | seeds | " + " | ".join(f"{c} %" for c in columns) + " |",
