@@ -151,16 +151,20 @@ def test_elr_reduces_to_ce_when_models_disagree_completely():
     torch.testing.assert_close(elr_loss(logp, ema, obs), -logp[:, 1], rtol=1e-4, atol=1e-4)
 
 
-def test_nnpu_is_non_negative_and_matches_pn_risk_on_perfect_split():
-    # positives labelled; unlabelled = half positive, half negative, prior 0.5
-    logp_pos = torch.log(torch.tensor([[0.1, 0.9]] * 4))
-    logp_unl = torch.log(torch.tensor([[0.1, 0.9]] * 2 + [[0.8, 0.2]] * 2))
-    logp = torch.cat([logp_pos, logp_unl])
-    labelled = torch.tensor([1] * 4 + [0] * 4)
+def test_nnpu_over_every_image_is_the_pn_risk_when_labelled_positives_were_taken_from_the_data():
+    """8 images, 4 positives (pi = 0.5), 2 of them labelled; the unlabelled rows are 2 positives
+    and 4 negatives (positive share 1/3, not pi). With f the same on every positive and on every
+    negative, the nnPU risk equals the PN risk with the true labels, pi E_P[-log f(+)] +
+    (1 - pi) E_N[-log f(-)], only when its negative term averages over every image; over the
+    unlabelled rows alone it would subtract more positive mass than they hold."""
+    logp = torch.log(torch.tensor([[0.1, 0.9]] * 4 + [[0.8, 0.2]] * 4))  # 4 positives, then 4 negatives
+    labelled = torch.tensor([1, 1, 0, 0, 0, 0, 0, 0])
     risk = nnpu_loss(logp, labelled, 0.5)
-    # PN risk with the true negatives: 0.5 E_P[-log f(+)] + 0.5 E_N[-log f(-)]
     pn = 0.5 * -torch.log(torch.tensor(0.9)) + 0.5 * -torch.log(torch.tensor(0.8))
     torch.testing.assert_close(risk, pn, rtol=1e-5, atol=1e-6)
+    unlabelled_only = (0.5 * -torch.log(torch.tensor(0.9))
+                       + torch.clamp(-logp[2:, 0].mean() - 0.5 * -logp[:2, 0].mean(), min=0))
+    assert abs(float(unlabelled_only - pn)) > 0.1  # the old estimate (clamped at 0 here) was off on this very batch
     # an over-fitted model whose negative risk estimate goes negative is clamped at zero
     bad = nnpu_loss(torch.log(torch.tensor([[0.5, 0.5]] * 4 + [[0.99, 0.01]] * 4)), labelled, 0.99)
     assert bad.item() >= 0.99 * -torch.log(torch.tensor(0.5)).item() - 1e-6
