@@ -37,21 +37,21 @@ def estimate_pu_prior(features: np.ndarray, labelled: np.ndarray, *, seed: int) 
     among the unlabelled rows, and `pu_dataset_prior` adds the labelled ones.
     Deterministic in `seed`.
     """
-    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     s = np.asarray(labelled, dtype=bool)
-    if len(x) != len(s):
-        raise ValueError(f"{len(x)} feature rows but {len(s)} labelled flags")
+    if len(features) != len(s):
+        raise ValueError(f"{len(features)} feature rows but {len(s)} labelled flags")
     n_l, n_u = int(s.sum()), int((~s).sum())
     if min(n_l, n_u) < FOLDS:  # every fold scores some of each
         raise ValueError(f"estimating the PU class prior needs at least {FOLDS} labelled and {FOLDS} "
                          f"unlabelled images; got {n_l} and {n_u} (give the share of positives instead)")
     rng = np.random.default_rng(seed)
-    rows = np.arange(len(x))
-    if len(x) > MAX_ROWS:  # the same labelled share in the sample as in the data
-        keep = round(MAX_ROWS * n_l / len(x))
+    rows = np.arange(len(s))
+    if len(s) > MAX_ROWS:  # the same labelled share in the sample as in the data (and FOLDS at least)
+        keep = max(round(MAX_ROWS * n_l / len(s)), FOLDS)
         rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(s), keep, replace=False),
                                        rng.choice(np.flatnonzero(~s), MAX_ROWS - keep, replace=False)]))
-    x, y = x[rows], s[rows].astype(np.int64)
+    x = np.asarray(features[rows], dtype=np.float64).reshape(len(rows), -1)  # the sample only: CIFAR is 1 GB in float64
+    y = s[rows].astype(np.int64)
     scores = np.zeros(len(x))
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed % (2 ** 32))
     with warnings.catch_warnings():
