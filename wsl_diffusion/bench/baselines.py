@@ -14,7 +14,7 @@ through explicit numpy / torch generators (`baseline_rng`).
 The naive baselines train on the observed labels (`naive_training_set`: partial -> a random
 candidate, semi -> the labelled rows, pu -> unlabelled = negative); the label-aware ones
 (candidate-aware self-training, label spreading, self-training SVC, Elkan–Noto, forward
-correction, ELR, PRODEN) use the imprecise label as what it is.
+correction, ELR, PRODEN, nnPU) use the imprecise label as what it is.
 
 `BASELINES` lists every method, written out below; `REGISTRY` is the same as a read-only
 name -> `Baseline` mapping, and `methods_for(kind)` the callables for one supervision kind. The
@@ -31,7 +31,7 @@ from types import MappingProxyType
 from label_models.labels import SUPERVISION_KINDS
 
 from wsl_diffusion.bench.baseline_common import BaselineFn, baseline_rng, naive_training_set
-from wsl_diffusion.bench.baselines_neural import CNN_EPOCHS, cnn_ce, cnn_elr, cnn_forward, cnn_proden
+from wsl_diffusion.bench.baselines_neural import CNN_EPOCHS, cnn_ce, cnn_elr, cnn_forward, cnn_nnpu, cnn_proden
 from wsl_diffusion.bench.baselines_sklearn import (candidate_self_training, cleanlearning_svc, elkan_noto,
                                                    label_spreading, naive_sklearn, self_training_svc)
 
@@ -118,6 +118,8 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline("cnn_elr", ("clean", "noisy"), _CNN_BUDGET, cnn_elr, f"{_NET}, early-learning regularisation",
              family="neural"),
     Baseline("cnn_proden", ("partial",), _CNN_BUDGET, cnn_proden, f"{_NET}, PRODEN", family="neural"),
+    Baseline("cnn_nnpu", ("pu",), _CNN_BUDGET, cnn_nnpu,
+             f"{_NET}, non-negative PU risk with the estimated share of positives", family="neural"),
 )
 
 REGISTRY: Mapping[str, Baseline] = registry_of(BASELINES)

@@ -1,7 +1,8 @@
 """The neural baselines: a classifier network trained with weak-supervision losses.
 
 Cross-entropy on the naive training set (`cnn_ce`), forward loss correction (`cnn_forward`),
-early-learning regularisation (`cnn_elr`) and PRODEN (`cnn_proden`). The network is
+early-learning regularisation (`cnn_elr`), PRODEN (`cnn_proden`) and the non-negative PU risk
+(`cnn_nnpu`). The network is
 `model.classifier_nets.classifier_backbone(..., small="pool")`: the small pooling CNN below 32x32
 (digits), the CIFAR-stem ResNet-18 the ELR / PRODEN papers use from 32x32 on. Every function is a
 baseline `run(train_data, labels, test_data, *, seed) -> {"accuracy", "train_seconds", ...}`; the
@@ -23,6 +24,8 @@ from wsl_diffusion.bench.baseline_common import (baseline_rng, check_inputs, lab
 from wsl_diffusion.bench.baselines_sklearn import class_scores, fit_estimator, make_estimator
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, to_model_space
 from wsl_diffusion.model.classifier_nets import classifier_backbone
+from wsl_diffusion.training.losses import nnpu_loss
+from wsl_diffusion.training.pu_prior import estimate_pu_prior
 
 CNN_EPOCHS = 20
 CNN_BATCH = 64
@@ -179,3 +182,26 @@ def cnn_proden(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, see
     if labels.true_labels is not None:
         out["train_label_accuracy"] = float((weights.argmax(1).numpy() == labels.true_labels).mean())
     return out
+
+
+def cnn_nnpu(train_data: ArrayDataset, labels, test_data: ArrayDataset, *, seed: int) -> dict:
+    """Non-negative PU risk (Kiryo et al. 2017) on the network's log-softmax, with the share of
+    positives estimated from the images (`training.pu_prior.estimate_pu_prior`, the estimator the
+    diffusion model uses; the share a synthetic label file stores is never read). The risk is
+    `training.losses.nnpu_loss`, the one DMIS's PU classification term uses: its negative part
+    averages over every image of the batch, a sample of all images."""
+    if labels.kind != "pu":
+        raise ValueError(f"the nnPU risk needs positive-unlabelled labels, got {labels.kind!r}")
+    images, k = _cnn_problem(train_data, labels)
+    labelled = np.asarray(labels.observed) == 1
+    t0 = time.perf_counter()
+    prior = float(estimate_pu_prior(flat_features(train_data), labelled, seed=seed)[1])
+    is_labelled = torch.from_numpy(labelled)
+
+    def loss_fn(logits, idx):
+        return nnpu_loss(torch.log_softmax(logits, dim=1), is_labelled[idx], prior)
+
+    net = train_conv_net(images, k, loss_fn, seed=seed, epochs=CNN_EPOCHS)
+    seconds = time.perf_counter() - t0
+    return {"accuracy": _cnn_accuracy(net, test_data, label_space_targets(labels, test_data)),
+            "train_seconds": seconds, "pu_prior": prior}

@@ -120,6 +120,25 @@ def test_neural_baselines_beat_chance(digits_400, monkeypatch):
         assert res["accuracy"] > CHANCE_10 + MARGIN, name
 
 
+def test_nnpu_cnn_beats_the_naive_cnn_and_never_reads_the_stored_share(digits_400, monkeypatch):
+    """pu-even at 400 images: the naive CNN calls every unlabelled positive negative, so about a
+    quarter of the test images are wrong by construction; the nnPU risk removes that bias. Its
+    share of positives comes from the images: a label file whose stored share and true labels are
+    wrong trains the identical network."""
+    monkeypatch.setattr(NN, "CNN_EPOCHS", 8)
+    train, test = digits_400
+    labels = labels_for(train, supervision="pu", positive_classes=(0, 2, 4, 6, 8), labelled_fraction=0.5, seed=1)
+    poisoned = ImpreciseLabels(matrix=labels.matrix, kind="pu", observed=labels.observed,
+                               true_labels=1 - labels.true_labels, class_prior=np.array([0.95, 0.05]),
+                               meta=labels.meta)  # which classes are positive: the test split's targets
+    methods = B.methods_for("pu")
+    naive = methods["cnn_ce"](train, labels, test, seed=0)
+    nnpu, nnpu_poisoned = (methods["cnn_nnpu"](train, lab, test, seed=0) for lab in (labels, poisoned))
+    assert nnpu["accuracy"] > naive["accuracy"] + 0.1
+    assert abs(nnpu["pu_prior"] - labels.class_prior[1]) < 0.1
+    assert (nnpu_poisoned["accuracy"], nnpu_poisoned["pu_prior"]) == (nnpu["accuracy"], nnpu["pu_prior"])
+
+
 def test_conv_net_training_is_reproducible(digits_400):
     train, _ = digits_400
     x = to_model_space(train.images[:64])
@@ -155,7 +174,7 @@ def test_registry_covers_every_kind_and_validates():
         assert {"logreg", "svc", "knn", "rf", "mlp", "cnn_ce"} <= set(B.methods_for(kind))
     assert "svc_selftrain" in B.methods_for("partial") and "svc_selftrain" not in B.methods_for("noisy")
     assert {"labelspreading_knn", "labelspreading_rbf", "selftraining_svc"} <= set(B.methods_for("semi"))
-    assert {"elkan_noto_logreg", "elkan_noto_svc"} <= set(B.methods_for("pu"))
+    assert {"elkan_noto_logreg", "elkan_noto_svc", "cnn_nnpu"} <= set(B.methods_for("pu"))
     assert {"cnn_forward", "cnn_elr"} <= set(B.methods_for("noisy")) and "cnn_proden" in B.methods_for("partial")
     with pytest.raises(ValueError, match="unknown supervision kind"):
         B.methods_for("weird")
@@ -173,7 +192,8 @@ def test_registry_covers_every_kind_and_validates():
 def test_label_aware_baselines_reject_the_wrong_kind(digits_400):
     train, test = digits_400
     noisy = labels_for(train, supervision="noisy", rate=0.2, seed=1)
-    for fn in (B.REGISTRY["svc_selftrain"].run, B.REGISTRY["elkan_noto_svc"].run, B.REGISTRY["selftraining_svc"].run):
+    for fn in (B.REGISTRY["svc_selftrain"].run, B.REGISTRY["elkan_noto_svc"].run, B.REGISTRY["selftraining_svc"].run,
+               B.REGISTRY["cnn_nnpu"].run):
         with pytest.raises(ValueError):
             fn(train, noisy, test, seed=0)
 
