@@ -72,6 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-restrict-settled", action=argparse.BooleanOptionalAction, default=True,
                    help="noisy labels: keep multiplying a training row's posterior by p(z | y) once the table has "
                         "settled (the network has trained on z, so this counts the label twice; see README)")
+    m.add_argument("--disputed-uncond", action=argparse.BooleanOptionalAction, default=False,
+                   help="noisy labels: rows whose table label is not the model's own best class train the generator "
+                        "unconditionally and skip the classification term (see README)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -172,6 +175,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
+        disputed_uncond=args.disputed_uncond,
         transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
         pu_prior=args.pu_prior,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,

@@ -128,6 +128,11 @@ class TrainConfig:
       plus ELR, and the generator learned the image under its table class), so the restriction
       counts the label's evidence twice; with False the settled table is the model's posterior
       alone (after unmixing). True: the E-step as the paper writes it.
+    disputed_uncond: noisy labels: from the first table on, a row whose table label (the
+      posterior restricted by p(z | y)) is not the model's own best class (the unrestricted
+      posterior) trains the generator unconditionally and skips the classification term, so a
+      class model learns only from rows the label and the model agree on (sample selection by
+      agreement, as co-teaching-style methods do). False: every row trains under its table classes.
     transition: where noisy labels' T comes from: "estimate" (Dawid-Skene EM at every refresh on
       the model's all-class posterior of the pruning pass, from symmetric noise at
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
@@ -186,6 +191,7 @@ class TrainConfig:
     table_pruned: str = "zero"
     table_unmix: bool = False  # its kind's: `default_table_unmix(kind)`
     table_restrict_settled: bool = True
+    disputed_uncond: bool = False
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0

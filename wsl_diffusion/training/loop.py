@@ -271,6 +271,17 @@ def estep_restricts(config: TrainConfig, state: TrainState, kind: str) -> bool:
     return not (kind == "noisy" and not config.table_restrict_settled and state.table_settled)
 
 
+def disputed_rows(config: TrainConfig, state: TrainState, kind: str, probs: torch.Tensor,
+                  restricted: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the rows `disputed_uncond` trains unconditionally, those whose table label (the
+    argmax of the restricted posterior `restricted`) is not the model's own best class (the argmax
+    of the unrestricted `probs`). None before the first table, whose flat prior names no class,
+    and none unless the option is on for noisy labels."""
+    if not (config.disputed_uncond and kind == "noisy" and state.refreshes > 0):
+        return torch.zeros(len(probs), dtype=torch.bool, device=probs.device)
+    return probs.argmax(dim=1) != restricted.argmax(dim=1)
+
+
 def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tensor, held: torch.Tensor) -> tuple[bool, dict]:
     """The safeguard's test: does the model explain the held-out rows' labels better than the
     prior does, by more than EVIDENCE_STDERRS standard errors (`label_evidence`)? No held-out
@@ -531,7 +542,11 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
     jitter = batch["jitter"].to(device) if "jitter" in batch else None
     classes, weights = topk_classes(weights_full, k, tie_break=state.table[idx], jitter=jitter)
     onehots = F.one_hot(classes, k_all).float()
-    uncond = drop
+    # Rows the label and the model dispute teach no class model (`disputed_uncond`, off by default).
+    disputed = disputed_rows(config, state, labels.kind, probs, weights_full)
+    if config.disputed_uncond and labels.kind == "noisy":
+        stats["disputed"] = float(disputed.float().mean())
+    uncond = drop | disputed
     if labels.kind == "semi" and state.refreshes == 0:
         # Cold start: before the first table the posterior of an unlabelled image is the flat
         # initial table, so its top k would be arbitrary classes (the lowest indices). Train such
