@@ -145,3 +145,19 @@ def test_noisy_labels_unmix_the_table_by_default_and_the_flag_wins_either_way(tm
     assert unmix("--supervision", "noisy", "--no-table-unmix") is False
     assert unmix("--supervision", "partial", "--table-unmix") is True
     assert kind_defaults("noisy")["table_unmix"] is True and kind_defaults("pu")["table_unmix"] is False
+
+
+def test_the_e_step_options_of_noisy_labels_reach_the_config(tmp_path):
+    """--disputed-uncond and --no-table-restrict-settled set their fields; without them the fields
+    keep the defaults the README states (off, and on)."""
+    from cli.train import build_config
+
+    def config(*flags):
+        args = build_parser({"train": "cli.train"}).parse_args(
+            ["train", "--supervision", "noisy", *flags, "--out", str(tmp_path / "run")])
+        return build_config(args)
+
+    plain = config()
+    assert plain.disputed_uncond is False and plain.table_restrict_settled is True
+    assert config("--disputed-uncond").disputed_uncond is True
+    assert config("--no-table-restrict-settled").table_restrict_settled is False

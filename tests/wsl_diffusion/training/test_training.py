@@ -10,8 +10,10 @@ from label_models.transition import empirical_transition
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import PosteriorConfig
 from wsl_diffusion.run import load_checkpoint
-from wsl_diffusion.training.loop import (TrainingDiverged, estep_restricts, initial_log_prior, initial_transition,
-                                         label_tensors, new_state, refresh_table, train, vanilla_targets)
+from wsl_diffusion.data.datasets import to_model_space
+from wsl_diffusion.training.loop import (TrainingDiverged, draw_batch, estep_restricts, initial_log_prior,
+                                         initial_transition, label_tensors, new_state, refresh_table, step_loss, train,
+                                         vanilla_targets)
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -235,6 +237,51 @@ def test_without_table_restrict_settled_the_settled_table_is_the_models_own_post
     # the default keeps restricting, and the other kinds are never affected
     assert estep_restricts(cfg.replace(table_restrict_settled=True), state, "noisy")
     assert estep_restricts(cfg, state, "partial")
+
+
+def test_disputed_rows_train_exactly_as_unconditional_rows_and_only_those(digits_small):
+    """`disputed_uncond`: a row whose table label (restricted argmax) is not the model's own best
+    class (unrestricted argmax) gets the loss of an unconditional row (no class input, no
+    classification term); an agreeing row is untouched. So the option's loss on a batch equals the
+    default's loss on the same batch with exactly the disputed rows dropped, and before the first
+    table (whose flat prior names no class) it equals the default's loss as it is."""
+    train_data, _ = digits_small
+    labels = corrupt(train_data.targets, num_classes=10, spec=CorruptionSpec(supervision="noisy", rate=0.4, seed=0))
+    images = to_model_space(train_data.images)
+    tensors = dict(images=images, labels=labels, **label_tensors(labels, assumed_noise_rate=0.2))
+    post = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=2)
+    base = TrainConfig(model="tiny", batch_size=32, posterior=post, label_dropout=0.0, lambda_cls=1.0)
+    cfg = base.replace(disputed_uncond=True)
+    state = new_state(base, images.shape[1:], 10, initial_log_prior(labels), len(images), "cpu")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # fresh blocks start as the identity, which would hide the class input
+        for p in state.net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    batch = draw_batch(base, state, len(images), tuple(images.shape[1:]), 10)
+    batch["sigma"] = torch.full_like(batch["sigma"], 1.0)  # inside the interval: the classification term is on
+
+    def loss(config, drop=None):
+        b = dict(batch, drop=batch["drop"] if drop is None else drop)
+        with torch.no_grad():
+            return step_loss(config, state, state.net, b, **tensors)
+
+    torch.testing.assert_close(loss(cfg)[0], loss(base)[0], rtol=0, atol=0)  # no table yet: nothing disputed
+    # A table whose best class is z + 1 (0.5) on even rows and z (0.6) on odd ones; p(z | y) = 0.8 / 0.022
+    # keeps z as the table label everywhere, so exactly the even rows are disputed.
+    z = torch.tensor(np.asarray(labels.observed))
+    table = torch.full((len(z), 10), 0.4 / 8)
+    rows = torch.arange(len(z))
+    table[rows, z], table[rows, (z + 1) % 10] = 0.1, 0.5
+    odd = rows % 2 == 1
+    table[odd, z[odd]], table[odd, (z[odd] + 1) % 10] = 0.5, 0.1
+    state.table, state.refreshes = table, 1
+    disputed = batch["idx"] % 2 == 0
+    assert 0 < int(disputed.sum()) < len(disputed)
+    got, stats = loss(cfg)
+    torch.testing.assert_close(got, loss(base, drop=disputed)[0], rtol=1e-6, atol=0)
+    assert not torch.allclose(got, loss(base)[0])  # the option does change the loss
+    assert stats["disputed"] == pytest.approx(float(disputed.float().mean()))
+    assert "disputed" not in loss(base)[1]  # logged only with the option on
 
 
 def test_training_never_reads_true_labels_or_the_stored_t_unless_asked(tmp_path, digits_small):
