@@ -85,7 +85,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--assumed-noise-rate", type=float, default=0.2,
                    help="symmetric noise rate T starts from (default 0.2)")
     m.add_argument("--noisy-cls", choices=NOISY_CLS, default="elr",
-                   help="classification loss for noisy labels: elr (default) or forward (forward correction with T)")
+                   help="classification loss for noisy labels: elr (default), forward (forward correction with T) or "
+                        "table (soft cross-entropy to the restricted table, the generator's target)")
     m.add_argument("--holdout", type=float, default=0.0,
                    help="share of the training images (at most 1000) held out to check the model against the label "
                         "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")

@@ -12,7 +12,7 @@ METHODS = ("dmis", "vanilla")
 GEN_FORMS = ("em", "wdsm")
 TRANSITIONS = ("estimate", "assumed", "oracle")
 PU_PRIORS = ("estimate", "oracle")  # or the share of positives itself, a number in (0, 1)
-NOISY_CLS = ("elr", "forward")
+NOISY_CLS = ("elr", "forward", "table")
 TIE_BREAKS = ("random", "index")
 TABLE_PRUNED = ("zero", "coarse")
 POSTERIOR_FITS = ("refit", "prune", "fixed")
@@ -144,8 +144,10 @@ class TrainConfig:
       top-bin mixture-proportion estimator, `training.pu_prior.estimate_pu_prior`), a number in
       (0, 1) the user knows, or "oracle" (the prior stored in the label file, which `corrupt`
       computes from the true labels: for ablations; a real label file has none).
-    noisy_cls: the classification loss for noisy labels: "elr" (ELR-rectified target) or
-      "forward" (forward correction, -log sum_y T[y, z] f_theta(y), with the run's T).
+    noisy_cls: the classification loss for noisy labels: "elr" (ELR-rectified target),
+      "forward" (forward correction, -log sum_y T[y, z] f_theta(y), with the run's T) or "table"
+      (soft cross-entropy to the table restricted by p(z | y) over the kept classes: the target
+      the generator trains on, as partial and semi-supervised labels do).
     holdout: the safeguard of the E-step (DMIS with noisy labels). This share of the training
       images (at most `HOLDOUT_MAX_ROWS`) is never drawn into a batch. At each refresh the table
       is the model's posterior only if the model explains the held-out images' noisy labels

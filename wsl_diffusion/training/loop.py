@@ -578,12 +578,12 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
         elif labels.kind == "noisy" and config.noisy_cls == "forward":
             t_rows = state.transition.to(device=device, dtype=torch.float32)[:, observed[idx].clamp_min(0)].T
             cls = forward_corrected_loss(log_probs[m], t_rows.gather(1, classes)[m]).mean()
-        elif labels.kind == "noisy":
+        elif labels.kind == "noisy" and config.noisy_cls == "elr":
             ema_kept = state.table[idx].gather(1, classes)
             ema_kept = ema_kept / ema_kept.sum(1, keepdim=True).clamp_min(1e-12)
             obs = F.one_hot(observed[idx].clamp_min(0), k_all).float().gather(1, classes)
             cls = elr_loss(log_probs[m], ema_kept[m], obs[m]).mean()
-        else:  # partial (EMA-PRODEN) and semi / clean (mean teacher): the same soft-target CE
+        else:  # partial (EMA-PRODEN), semi / clean (mean teacher), noisy "table": the same soft-target CE
             cls = soft_target_loss(log_probs[m], weights[m]).mean()
         # Scale by the fraction of the batch that carries the term, so its weight per sample
         # does not depend on how often sigma lands in the interval.
