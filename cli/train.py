@@ -87,6 +87,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--noisy-cls", choices=NOISY_CLS, default="elr",
                    help="classification loss for noisy labels: elr (default), forward (forward correction with T) or "
                         "table (soft cross-entropy to the restricted table, the generator's target)")
+    m.add_argument("--elr-lambda", type=float, default=1.0,
+                   help="noisy labels, --noisy-cls elr: the weight of ELR's regulariser beside CE to the label "
+                        "(default 1.0; the ELR paper uses 3)")
     m.add_argument("--holdout", type=float, default=0.0,
                    help="share of the training images (at most 1000) held out to check the model against the label "
                         "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
@@ -177,7 +180,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
         disputed_uncond=args.disputed_uncond,
-        transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls,
+        transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,
         pu_prior=args.pu_prior,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

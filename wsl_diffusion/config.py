@@ -148,6 +148,9 @@ class TrainConfig:
       "forward" (forward correction, -log sum_y T[y, z] f_theta(y), with the run's T) or "table"
       (soft cross-entropy to the table restricted by p(z | y) over the kept classes: the target
       the generator trains on, as partial and semi-supervised labels do).
+    elr_lambda: the weight of ELR's regulariser, lam * log(1 - <f_theta, table>), beside CE(z)
+      (`noisy_cls="elr"`). 1.0 is the form this project started from; the ELR paper (and the
+      `cnn_elr` baseline) use 3 on CIFAR-10 (`select/elr_lambda.md`).
     holdout: the safeguard of the E-step (DMIS with noisy labels). This share of the training
       images (at most `HOLDOUT_MAX_ROWS`) is never drawn into a batch. At each refresh the table
       is the model's posterior only if the model explains the held-out images' noisy labels
@@ -199,6 +202,7 @@ class TrainConfig:
     transition_smoothing: float = 1.0
     pu_prior: float | str = "estimate"
     noisy_cls: str = "elr"
+    elr_lambda: float = 1.0
     assumed_noise_rate: float = 0.2
     holdout: float = 0.0
     validation: float = 0.0
@@ -252,6 +256,8 @@ class TrainConfig:
             raise ValueError(f"unknown `table_tie_break` {self.table_tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
         if not 0 <= self.table_settle <= 1:
             raise ValueError(f"`table_settle` must be in [0, 1]; got {self.table_settle}")
+        if not self.elr_lambda >= 0:
+            raise ValueError(f"`elr_lambda` must be >= 0; got {self.elr_lambda}")
         if not self.transition_smoothing >= 0:
             raise ValueError(f"`transition_smoothing` must be >= 0; got {self.transition_smoothing}")
         if self.samples_per_class < 0 or self.seed < 0:

@@ -582,7 +582,7 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
             ema_kept = state.table[idx].gather(1, classes)
             ema_kept = ema_kept / ema_kept.sum(1, keepdim=True).clamp_min(1e-12)
             obs = F.one_hot(observed[idx].clamp_min(0), k_all).float().gather(1, classes)
-            cls = elr_loss(log_probs[m], ema_kept[m], obs[m]).mean()
+            cls = elr_loss(log_probs[m], ema_kept[m], obs[m], lam=config.elr_lambda).mean()
         else:  # partial (EMA-PRODEN), semi / clean (mean teacher), noisy "table": the same soft-target CE
             cls = soft_target_loss(log_probs[m], weights[m]).mean()
         # Scale by the fraction of the batch that carries the term, so its weight per sample

@@ -134,17 +134,19 @@ def forward_corrected_loss(log_probs: torch.Tensor, transition_rows: torch.Tenso
     return -torch.logsumexp(log_probs + transition_rows.clamp_min(1e-12).log(), dim=1)
 
 
-def elr_loss(log_probs: torch.Tensor, ema_probs: torch.Tensor, observed_onehot: torch.Tensor) -> torch.Tensor:
+def elr_loss(log_probs: torch.Tensor, ema_probs: torch.Tensor, observed_onehot: torch.Tensor,
+             lam: float = 1.0) -> torch.Tensor:
     """ELR-style rectified-target cross-entropy for noisy labels. -> (B,)
 
-    r = onehot(z) - f_theta * (delta - f_phi) / (1 - delta), delta = <f_theta, f_phi>: where the
-    EMA model agrees with the current model against the noisy label, the target moves away from
-    it. r is a stop-gradient target.
+    r = onehot(z) - lam * f_theta * (delta - f_phi) / (1 - delta), delta = <f_theta, f_phi>:
+    where the EMA model agrees with the current model against the noisy label, the target moves
+    away from it. r is a stop-gradient target, and its gradient is that of
+    CE(z) + lam * log(1 - delta) (r sums to 1 whatever lam is).
     """
     p = log_probs.exp().detach()
     q = ema_probs.detach()
     delta = (p * q).sum(dim=1, keepdim=True).clamp(max=1 - 1e-4)
-    r = observed_onehot - p * (delta - q) / (1 - delta)
+    r = observed_onehot - lam * p * (delta - q) / (1 - delta)
     return -(r * log_probs).sum(dim=1)
 
 
