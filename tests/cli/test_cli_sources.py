@@ -148,8 +148,8 @@ def test_noisy_labels_unmix_the_table_by_default_and_the_flag_wins_either_way(tm
 
 
 def test_the_e_step_options_of_noisy_labels_reach_the_config(tmp_path):
-    """--disputed-uncond and --no-table-restrict-settled set their fields; without them the fields
-    keep the defaults the README states (off, and on)."""
+    """--disputed-uncond, --no-table-restrict-settled, --noisy-cls and --elr-lambda set their
+    fields; without them the fields keep the defaults the README states."""
     from cli.train import build_config
 
     def config(*flags):
@@ -161,3 +161,8 @@ def test_the_e_step_options_of_noisy_labels_reach_the_config(tmp_path):
     assert plain.disputed_uncond is False and plain.table_restrict_settled is True
     assert config("--disputed-uncond").disputed_uncond is True
     assert config("--no-table-restrict-settled").table_restrict_settled is False
+    assert plain.noisy_cls == "elr" and plain.elr_lambda == 1.0
+    assert config("--noisy-cls", "table").noisy_cls == "table"
+    assert config("--elr-lambda", "3").elr_lambda == 3.0
+    with pytest.raises(ValueError, match="elr_lambda"):
+        config("--elr-lambda", "-1")

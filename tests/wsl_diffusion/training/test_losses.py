@@ -151,6 +151,24 @@ def test_elr_reduces_to_ce_when_models_disagree_completely():
     torch.testing.assert_close(elr_loss(logp, ema, obs), -logp[:, 1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("lam", [0.0, 1.0, 3.0])
+def test_elr_rectified_target_has_the_gradient_of_ce_plus_lam_log_one_minus_agreement(lam):
+    """The stop-gradient target r = onehot(z) - lam f (delta - q) / (1 - delta) must give, with
+    respect to the logits, exactly the gradient of CE(z) + lam log(1 - <f, q>) (ELR's loss): r sums
+    to 1 for any lam, so d(-r . log f) / d logits = f - r."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    q = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
+    obs = F.one_hot(torch.tensor([0, 1, 2, 3, 1]), 4).double()
+
+    a = logits.clone().requires_grad_()
+    elr_loss(torch.log_softmax(a, dim=1), q, obs, lam=lam).sum().backward()
+    b = logits.clone().requires_grad_()
+    log_f = torch.log_softmax(b, dim=1)
+    (-(obs * log_f).sum(1) + lam * torch.log(1 - (log_f.exp() * q).sum(1))).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
 def test_nnpu_over_every_image_is_the_pn_risk_when_labelled_positives_were_taken_from_the_data():
     """8 images, 4 positives (pi = 0.5), 2 of them labelled; the unlabelled rows are 2 positives
     and 4 negatives (positive share 1/3, not pi). With f the same on every positive and on every
