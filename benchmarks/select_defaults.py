@@ -77,10 +77,12 @@ def log_det_transition(path: Path) -> float | None:
     return None if t is None else float(torch.linalg.slogdet(t.double())[1])
 
 
-def paired_gain(cand: Path, default: Path) -> tuple[float, float]:
+def paired_gain(cand: Path, default: Path, score: str = "log_lik") -> tuple[float, float]:
     """Mean and standard error of the per-row validation log-likelihood gain of `cand` over
-    `default`: the same rows (same seed), so the rows' own difficulty cancels."""
-    d = np.array(run_validation(cand)["row_log_lik"]) - np.array(run_validation(default)["row_log_lik"])
+    `default`: the same rows (same seed), so the rows' own difficulty cancels. score: "log_lik"
+    (each run's labels under its own estimated T) or "log_lik_shared" (noisy labels under the
+    label model's symmetric T, one for both runs; "agreement_shared" the share of argmax = z)."""
+    d = np.array(run_validation(cand)[f"row_{score}"]) - np.array(run_validation(default)[f"row_{score}"])
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 

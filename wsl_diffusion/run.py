@@ -300,6 +300,17 @@ def run_label_likelihood(ckpt: dict, labels: ImpreciseLabels, config: TrainConfi
                             class_prior=prior / prior.sum())
 
 
+def shared_label_likelihood(labels: ImpreciseLabels, config: TrainConfig) -> np.ndarray | None:
+    """(N, K) p(z_n | y) under the label model's own symmetric T at `assumed_noise_rate`, for noisy
+    labels; None for the other kinds (their likelihood has no fitted T). Two runs of the same labels
+    and assumed rate share it, so validation scores under it compare their models, not their T:
+    a run's own estimated T can absorb a confusion its model makes and score a consistently wrong
+    model as a tie (README, "Choosing defaults without the test split")."""
+    if labels.kind != "noisy":
+        return None
+    return label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate)
+
+
 def run_posterior(ckpt: dict, config: TrainConfig) -> PosteriorConfig:
     """The schedule a run's table used last: the fitted one its checkpoint stores, or (older runs,
     `posterior_fit="fixed"`) the config's. Its temperature is the config's; the fitted tau is

@@ -46,7 +46,8 @@ from wsl_diffusion.posterior import (PosteriorConfig, diffusion_posterior, fit_t
 from wsl_diffusion.eval.validation import label_rows, score_validation, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
-                               load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
+                               load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config,
+                               shared_label_likelihood)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.schedule_fit import EVIDENCE_STDERRS, refit_schedule
 from wsl_diffusion.training import distributed as dist_utils
@@ -597,6 +598,10 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 # The loop
 
 
+def _as_tensor_or_none(a: np.ndarray | None, device) -> torch.Tensor | None:
+    return None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device)
+
+
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
     cfg = state.posterior.replace(temperature=state.temperature)
     return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
@@ -755,7 +760,8 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
         if len(validation):
             summary["validation"] = score_validation(
                 state.ema, state.posterior, temperature=state.temperature, log_prior=state.log_prior, images=images,
-                lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed)
+                lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed,
+                shared_lik=_as_tensor_or_none(shared_label_likelihood(labels, config), device))
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)

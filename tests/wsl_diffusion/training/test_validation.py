@@ -98,6 +98,38 @@ def test_validation_rows_never_train(tmp_path, digits_small):
     again = run_validation(tmp_path / "a")  # scored again from the run directory: the same numbers, by row
     assert {k: again[k] for k in a["validation"]} == a["validation"]
     assert len(again["row_log_lik"]) == 40 and np.isclose(np.mean(again["row_log_lik"]), again["log_lik"])
+    # noisy labels are also scored under the shared T, and its agreement is argmax == z
+    assert a["validation"]["log_lik_shared"] <= 0
+    assert len(again["row_log_lik_shared"]) == 40
+    assert np.isclose(np.mean(again["row_agreement_shared"]), again["agreement_shared"])
+
+
+def test_the_shared_score_sees_a_confusion_that_the_runs_own_t_absorbs():
+    """Model B calls every 0 a 1 and every 1 a 0. A run of B that estimated T well for its own
+    posterior (T with rows 0 and 1 swapped) explains the noisy labels exactly as well as model A,
+    right everywhere, does under the true T: under each run's own T the two tie. Under the shared
+    T (the label model's symmetric one, `shared_label_likelihood`) B loses on every swapped row
+    whose noisy label is right."""
+    from wsl_diffusion.run import shared_label_likelihood
+
+    y = np.repeat(np.arange(4), 50)
+    labels = corrupt(y, num_classes=4, spec=CorruptionSpec(supervision="noisy", rate=0.3, seed=2))
+    t = labels.transition_matrix
+    swap = np.array([1, 0, 2, 3])
+    lik_a = torch.as_tensor(t[:, labels.observed].T)
+    lik_b = torch.as_tensor(t[swap][:, labels.observed].T)  # B's own T: B's class c is the true class swap[c]
+    onehot = lambda c: torch.nn.functional.one_hot(torch.as_tensor(c), 4).bool()  # noqa: E731
+    err_a, err_b = torch.where(onehot(y), 0.0, 5.0), torch.where(onehot(swap[y]), 0.0, 5.0)
+    prior = torch.full((4,), -np.log(4))
+    own_a = validation_scores(err_a, lik_a, temperature=1.0, log_prior=prior)
+    own_b = validation_scores(err_b, lik_b, temperature=1.0, log_prior=prior)
+    assert np.isclose(own_a["log_lik"], own_b["log_lik"]) and own_a["agreement"] == own_b["agreement"]
+    shared = torch.as_tensor(shared_label_likelihood(labels, TrainConfig()))
+    sh_a = validation_scores(err_a, shared, temperature=1.0, log_prior=prior)
+    sh_b = validation_scores(err_b, shared, temperature=1.0, log_prior=prior)
+    assert sh_a["agreement"] == (labels.observed == y).mean()  # agreement under the shared T: argmax == z
+    assert sh_b["agreement"] == (labels.observed == swap[y]).mean()
+    assert sh_a["log_lik"] > sh_b["log_lik"] + 0.1
 
 
 def test_scores_of_a_perfect_posterior_have_known_values():
