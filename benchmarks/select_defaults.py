@@ -12,6 +12,8 @@ its validation log-likelihood of the imprecise labels (`validation_scores`: tau 
 validation rows, so it ranks what the models know rather than how they were calibrated) beats
 the default's by more than two standard errors of the per-row paired difference (same rows, same
 seed), first on seed 0 and then over the seeds run to confirm it (`--seeds 1,2 --only CAND`).
+For noisy labels the gain is scored under one T for both runs, the label model's symmetric T
+(`log_lik_shared`), since a run's own estimated T can absorb a confusion its model makes.
 The report lists every candidate that passes; between several, the README says which was taken
 and why. Agreement is the share of validation rows whose predicted class the label favours. Test accuracy
 is printed beside them only to show whether the choice agrees with it: nothing reads it to
@@ -81,8 +83,12 @@ def paired_gain(cand: Path, default: Path, score: str = "log_lik") -> tuple[floa
     """Mean and standard error of the per-row validation log-likelihood gain of `cand` over
     `default`: the same rows (same seed), so the rows' own difficulty cancels. score: "log_lik"
     (each run's labels under its own estimated T) or "log_lik_shared" (noisy labels under the
-    label model's symmetric T, one for both runs; "agreement_shared" the share of argmax = z)."""
-    d = np.array(run_validation(cand)[f"row_{score}"]) - np.array(run_validation(default)[f"row_{score}"])
+    label model's symmetric T, one for both runs; "agreement_shared" the share of argmax = z);
+    "auto": the shared one where the runs have it (noisy labels), else "log_lik"."""
+    a, b = run_validation(cand), run_validation(default)
+    if score == "auto":
+        score = "log_lik_shared" if "row_log_lik_shared" in a else "log_lik"
+    d = np.array(a[f"row_{score}"]) - np.array(b[f"row_{score}"])
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
@@ -99,7 +105,8 @@ def report(out: Path, seeds: list[int] | None = None) -> str:
             rows = [r for seed in base if (r := read(run_dir(out, setting, cand, seed)))]
             if not rows:
                 continue
-            gains = [paired_gain(r["path"], base[int(r["path"].name[4:])]["path"]) for r in rows]
+            # Noisy labels under the shared T: a run's own T can make a consistently wrong model tie.
+            gains = [paired_gain(r["path"], base[int(r["path"].name[4:])]["path"], score="auto") for r in rows]
             # Over seeds: the mean gain, against the root mean square of the per-seed standard errors
             # (a bar sqrt(seeds) higher than the row noise of the mean alone, for the seed-to-seed spread).
             gain, se = float(np.mean([g for g, _ in gains])), float(np.sqrt(np.mean([s ** 2 for _, s in gains])))
