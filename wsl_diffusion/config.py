@@ -150,7 +150,8 @@ class TrainConfig:
       the generator trains on, as partial and semi-supervised labels do).
     elr_lambda: the weight of ELR's regulariser, lam * log(1 - <f_theta, table>), beside CE(z)
       (`noisy_cls="elr"`). 1.0 is the form this project started from; the ELR paper (and the
-      `cnn_elr` baseline) use 3 on CIFAR-10 (`select/elr_lambda.md`).
+      `cnn_elr` baseline) use 3, which lost at asym-40 on the validation split
+      (benchmarks/results/digits/select/elr_lambda.md).
     holdout: the safeguard of the E-step (DMIS with noisy labels). This share of the training
       images (at most `HOLDOUT_MAX_ROWS`) is never drawn into a batch. At each refresh the table
       is the model's posterior only if the model explains the held-out images' noisy labels
