@@ -42,7 +42,7 @@ def label_rows(n_train: int, validation: torch.Tensor | None) -> torch.Tensor:
 @torch.no_grad()
 def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log_prior: torch.Tensor,
                      images: torch.Tensor, lik: torch.Tensor, labels, validation: torch.Tensor, seed: int,
-                     per_row: bool = False, chunk: int = 512, shared_lik: torch.Tensor | None = None) -> dict:
+                     per_row: bool = False, chunk: int = 512, shared_lik: np.ndarray | None = None) -> dict:
     """`validation_scores` of a model on the validation rows, every class scored on the run's
     own levels (no class pruning: a pruned class would score a label as impossible). Seeded by
     the run's seed, so scoring a finished run again gives the same numbers.
@@ -57,7 +57,8 @@ def score_validation(net, posterior: PosteriorConfig, *, temperature: float, log
                         for i in range(0, len(val), chunk)])
     out = validation_scores(errors, lik[val], temperature=temperature, log_prior=log_prior, per_row=per_row)
     if shared_lik is not None:
-        shared = validation_scores(errors, shared_lik.to(lik.device)[val], temperature=temperature,
+        shared_lik = torch.as_tensor(shared_lik, dtype=lik.dtype, device=lik.device)
+        shared = validation_scores(errors, shared_lik[val], temperature=temperature,
                                    log_prior=log_prior, per_row=per_row)
         out.update({f"{k}_shared": v for k, v in shared.items() if k != "rows"})
     return out
@@ -74,8 +75,7 @@ def run_validation(run_dir: str | Path) -> dict:
     ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
     train, _ = run.splits()
     lik = torch.as_tensor(run_label_likelihood(ckpt, run.labels, run.config), dtype=torch.float32)
-    shared = shared_label_likelihood(run.labels, run.config)
     return score_validation(run.net, run.posterior, temperature=run.temperature, log_prior=run.log_prior,
                             images=to_model_space(train.images), lik=lik, labels=run.labels,
                             validation=validation_split(run.config, run.labels, len(train)), seed=run.config.seed,
-                            per_row=True, shared_lik=None if shared is None else torch.as_tensor(shared, dtype=torch.float32))
+                            per_row=True, shared_lik=shared_label_likelihood(run.labels, run.config))

@@ -598,10 +598,6 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 # The loop
 
 
-def _as_tensor_or_none(a: np.ndarray | None, device) -> torch.Tensor | None:
-    return None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device)
-
-
 def _evaluate_quick(net, config: TrainConfig, state: TrainState, test_images, test_targets) -> float:
     cfg = state.posterior.replace(temperature=state.temperature)
     return evaluate_posterior(net, test_images, test_targets, cfg, log_prior=state.log_prior).accuracy
@@ -761,7 +757,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             summary["validation"] = score_validation(
                 state.ema, state.posterior, temperature=state.temperature, log_prior=state.log_prior, images=images,
                 lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed,
-                shared_lik=_as_tensor_or_none(shared_label_likelihood(labels, config), device))
+                shared_lik=shared_label_likelihood(labels, config))
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, config, state, test_images, test_targets)
