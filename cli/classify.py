@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsl_diffusion.classifier import DiffusionClassifier
-from wsl_diffusion.posterior import SCHEDULES
+from wsl_diffusion.posterior import INFERENCE_DRAWS, SCHEDULES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,6 +38,8 @@ def add_posterior_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-sigmas", type=int, default=None)
     g.add_argument("--keep-classes", type=int, default=None, help="adaptive class pruning: classes refined")
     g.add_argument("--temperature", type=float, default=None, help="override the run's fitted temperature")
+    g.add_argument("--draws", type=int, default=None,
+                   help=f"noise draws per level, averaged (default: {INFERENCE_DRAWS}; each costs the schedule's evaluations)")
     g.add_argument("--seed", type=int, default=0, help="noise seed of the posterior")
     g.add_argument("--budget", type=int, default=None,
                    help="at most this many network evaluations per image: the schedule fitted for it on the "
@@ -57,6 +59,8 @@ def posterior_from_args(args, base):
         changes.update(keep_classes=args.keep_classes, prune_sigmas=1)
     if args.temperature is not None:
         changes["temperature"] = args.temperature
+    if args.draws is not None:
+        changes["draws"] = args.draws
     return base.replace(**changes)
 
 

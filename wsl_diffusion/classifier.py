@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from wsl_diffusion.data.datasets import to_model_space
-from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
+from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior
 from wsl_diffusion.run import (CHECKPOINT_NAME, load_checkpoint, load_model, load_run, run_label_likelihood,
                                run_posterior, store_budget_schedule, stored_budget_schedules)
 from wsl_diffusion.schedule_fit import (BUDGET_FIT_DRAWS, FIT_IMAGES, candidate_grid, fit_budget_schedule,
@@ -42,8 +42,9 @@ RANGE_SLACK = 0.01
 class DiffusionClassifier:
     """p(y | x) from a class-conditional diffusion model's own denoising errors.
 
-    posterior: how the network evaluations are spent (schedule, number of sigmas, class pruning);
-      default: the run's training interval with all classes scored.
+    posterior: how the network evaluations are spent (schedule, number of sigmas, class pruning,
+      draws per level); `from_run`'s default: the run's training interval with all classes scored,
+      `INFERENCE_DRAWS` draws per level.
     seed: the noise seed; predictions are deterministic for a given seed and batch order.
     calibration: (images (N, C, H, W) in [-1, 1], label likelihood (N, K)) of training images with
       their imprecise labels, for `budget=`; `from_run` reads them from the run when first needed.
@@ -72,7 +73,8 @@ class DiffusionClassifier:
                  **kwargs) -> "DiffusionClassifier":
         net, ckpt, config = load_model(Path(run_dir), device=device)
         if posterior is None:
-            posterior = run_posterior(ckpt, config).replace(keep_classes=None, temperature=float(ckpt["temperature"]))
+            posterior = run_posterior(ckpt, config).replace(keep_classes=None, temperature=float(ckpt["temperature"]),
+                                                            draws=INFERENCE_DRAWS)
         names = kwargs.pop("class_names", None) or tuple(ckpt.get("class_names", [])) or None
         clf = cls(net, posterior=posterior, log_prior=ckpt["log_prior"], class_names=names, device=device, **kwargs)
         clf.run_dir = Path(run_dir)
@@ -142,7 +144,9 @@ class DiffusionClassifier:
                 self._grid_errors = (grid, errs, lik[pick])
             grid, errs, lik = self._grid_errors
             log_prior = self.log_prior if self.log_prior is not None else torch.zeros(self.num_classes)
-            cfg, info = fit_budget_schedule(errs, grid, lik, log_prior.cpu(), self.posterior, budget)
+            # The budget's candidates are one-draw schedules: the fit scores single draws, and a
+            # budget spends its evaluations on levels and classes, not on repeated draws.
+            cfg, info = fit_budget_schedule(errs, grid, lik, log_prior.cpu(), self.posterior.replace(draws=1), budget)
             self._budget_schedules[budget] = cfg
             if stored:
                 store_budget_schedule(self.run_dir, step=self.run_step, base=self.posterior, budget=budget,

@@ -61,6 +61,13 @@ def median_interval(delta: float, *, p_mean: float = -1.2, p_std: float = 1.2) -
     return l, l + delta
 
 
+# Noise draws per level when a trained model classifies (its test accuracy, `DiffusionClassifier`,
+# `wsl-diff classify`); the E-step's table keeps one. Chosen without labels, as the fewest draws
+# whose decisions agree with a 16-draw all-class reference about as well as more draws do
+# (README, "Monte-Carlo draws at inference").
+INFERENCE_DRAWS = 4
+
+
 @dataclass(frozen=True)
 class PosteriorConfig:
     """How the diffusion classifier spends its network evaluations.
@@ -78,6 +85,10 @@ class PosteriorConfig:
     antithetic: score every level twice, with the noise n and with -n, and average (twice the
       evaluations). For a denoiser linear in its input, the part of a class difference that
       depends on the noise is odd in n, so the pair cancels it exactly.
+    draws: independent noise draws per level, their class errors averaged (draws x the
+      evaluations). The posterior is defined by the expected errors; one draw is an unbiased but
+      noisy estimate of them, and a decision taken on it inherits the noise. 1 is what the table
+      uses; inference uses `INFERENCE_DRAWS` (README, "Monte-Carlo draws at inference").
     """
 
     schedule: str = "interval"
@@ -95,6 +106,7 @@ class PosteriorConfig:
     p_std: float = 1.2
     sigma_data: float = 0.5
     antithetic: bool = False
+    draws: int = 1
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -108,6 +120,8 @@ class PosteriorConfig:
             raise ValueError(f"antithetic must be true or false; got {self.antithetic!r}")
         if not self.temperature > 0:
             raise ValueError("temperature must be > 0")
+        if isinstance(self.draws, bool) or not isinstance(self.draws, int) or self.draws < 1:
+            raise ValueError(f"draws must be an integer >= 1; got {self.draws!r}")
         if (self.sigma_lo is None) != (self.sigma_hi is None):
             raise ValueError("give both sigma_lo and sigma_hi, or neither")
         if self.sigma_lo is not None and not 0 < self.sigma_lo <= self.sigma_hi:
@@ -160,9 +174,9 @@ def quadrature_weights(sigmas: np.ndarray, cfg: PosteriorConfig) -> np.ndarray:
 def nfe_per_image(cfg: PosteriorConfig, num_classes: int) -> int:
     """Network evaluations per image that `diffusion_posterior` spends with `cfg`: every class on
     every level, or, with class pruning, every class on the `prune_sigmas` coarse levels and the
-    kept classes on the rest."""
+    kept classes on the rest, each `draws` times."""
     s = len(sigma_levels(cfg))
-    per_level = 2 if cfg.antithetic else 1
+    per_level = (2 if cfg.antithetic else 1) * cfg.draws
     if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
         return per_level * num_classes * s
     return per_level * (num_classes * cfg.prune_sigmas + cfg.keep_classes * (s - cfg.prune_sigmas))
@@ -184,13 +198,15 @@ def draw_noise(num: int, shape: tuple[int, ...], *, generator: torch.Generator, 
 @torch.no_grad()
 def class_errors(net, x0: torch.Tensor, *, sigmas: np.ndarray, weights: np.ndarray,
                  generator: torch.Generator, classes: torch.Tensor | None = None,
-                 max_batch: int = 4096, antithetic: bool = False) -> torch.Tensor:
+                 max_batch: int = 4096, antithetic: bool = False, draws: int = 1) -> torch.Tensor:
     """Weighted per-class denoising errors e (B, k), shared noise across classes.
 
     x0: (B, C, H, W) clean images in [-1, 1]. classes: (B, k) int class ids to score, or None for
     all K classes. One noise image per (sample, sigma), the same for all classes. Network inputs
     are batched in chunks of at most `max_batch` rows (rows = images x classes) to bound memory.
     antithetic: each level is also scored with the negated noise, and the two errors averaged.
+    draws: that many independent noise images per (sample, sigma), drawn one after the other from
+    `generator` (so draws=1 consumes it exactly as before), and their errors averaged.
     """
     b = x0.shape[0]
     num_classes = net.num_classes
@@ -198,19 +214,20 @@ def class_errors(net, x0: torch.Tensor, *, sigmas: np.ndarray, weights: np.ndarr
         classes = torch.arange(num_classes, device=x0.device).expand(b, num_classes)
     k = classes.shape[1]
     onehots = F.one_hot(classes, num_classes).float()  # (B, k, K)
-    noise = draw_noise(len(sigmas), tuple(x0.shape), generator=generator, device=x0.device)  # (S, B, C, H, W)
     total = torch.zeros(b, k, device=x0.device)
     rows = max(1, max_batch // k)
-    for i, (s, a) in enumerate(zip(sigmas, weights)):
-        sigma = torch.full((b,), float(s), device=x0.device)
-        for start in range(0, b, rows):
-            sl = slice(start, start + rows)
-            sq_err, _ = denoising_error(net, x0[sl], onehots[sl], sigma[sl], noise[i, sl])
-            if antithetic:
-                mirrored, _ = denoising_error(net, x0[sl], onehots[sl], sigma[sl], -noise[i, sl])
-                sq_err = 0.5 * (sq_err + mirrored)
-            total[sl] += float(a) * sq_err
-    return total
+    for _ in range(draws):
+        noise = draw_noise(len(sigmas), tuple(x0.shape), generator=generator, device=x0.device)  # (S, B, C, H, W)
+        for i, (s, a) in enumerate(zip(sigmas, weights)):
+            sigma = torch.full((b,), float(s), device=x0.device)
+            for start in range(0, b, rows):
+                sl = slice(start, start + rows)
+                sq_err, _ = denoising_error(net, x0[sl], onehots[sl], sigma[sl], noise[i, sl])
+                if antithetic:
+                    mirrored, _ = denoising_error(net, x0[sl], onehots[sl], sigma[sl], -noise[i, sl])
+                    sq_err = 0.5 * (sq_err + mirrored)
+                total[sl] += float(a) * sq_err
+    return total / draws
 
 
 def log_posterior(errors: torch.Tensor, *, temperature: float = 1.0,
@@ -256,7 +273,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
     b = x0.shape[0]
     if cfg.keep_classes is None or cfg.keep_classes >= num_classes:
         errors = class_errors(net, x0, sigmas=sigmas, weights=weights, generator=generator, max_batch=max_batch,
-                              antithetic=cfg.antithetic)
+                              antithetic=cfg.antithetic, draws=cfg.draws)
         first = errors
     else:
         # The cheap pass uses the levels nearest the interval's centre in log sigma: on a digits
@@ -265,7 +282,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
         # largest (5.0: 92% / 98.7%) are poorer rankers.
         coarse, fine = pruning_split(sigmas, cfg.prune_sigmas)
         first = class_errors(net, x0, sigmas=sigmas[coarse], weights=weights[coarse], generator=generator,
-                             max_batch=max_batch, antithetic=cfg.antithetic)
+                             max_batch=max_batch, antithetic=cfg.antithetic, draws=cfg.draws)
         score = first / cfg.temperature
         if log_prior is not None:
             score = score - log_prior
@@ -279,7 +296,7 @@ def diffusion_posterior(net, x0: torch.Tensor, cfg: PosteriorConfig, *, generato
                 extra = torch.where(listed, ranked[:, cfg.keep_classes], also_keep)
                 keep = torch.cat([keep, extra[:, None]], dim=1)  # (B, keep + 1)
         rest = class_errors(net, x0, sigmas=sigmas[fine], weights=weights[fine], generator=generator,
-                            classes=keep, max_batch=max_batch, antithetic=cfg.antithetic)
+                            classes=keep, max_batch=max_batch, antithetic=cfg.antithetic, draws=cfg.draws)
         errors = torch.full((b, num_classes), float("inf"), device=x0.device)
         errors.scatter_(1, keep, first.gather(1, keep) + rest)
     probs = log_posterior(errors, temperature=cfg.temperature, log_prior=log_prior).exp()

@@ -4,6 +4,7 @@ import numpy as np
 from PIL import Image
 
 from cli.main import main
+from wsl_diffusion.posterior import INFERENCE_DRAWS
 
 
 def test_classify_images_and_bad_files(tiny_run, digits_small, tmp_path, capsys):
@@ -21,10 +22,13 @@ def test_classify_images_and_bad_files(tiny_run, digits_small, tmp_path, capsys)
     assert [r["image"] for r in result["results"]] == [str(good), str(big)]  # ... the others were classified
     assert result["failed"] == 2
     for r in result["results"]:
-        assert 0 <= r["class"] < 10 and abs(sum(r["probabilities"]) - 1) < 1e-5 and r["nfe"] == 30
+        # 3 levels x 10 classes, each level scored INFERENCE_DRAWS times
+        assert 0 <= r["class"] < 10 and abs(sum(r["probabilities"]) - 1) < 1e-5 and r["nfe"] == 30 * INFERENCE_DRAWS
     err_lines = [l for l in err.splitlines() if "error" in l]
     assert len(err_lines) == 2 and "corrupt.png" in err_lines[0] and "missing.png" in err_lines[1]
     assert "resized" in err and "Traceback" not in err
+    assert main(["classify", str(tiny_run), str(good), "--json", "--draws", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["nfe"] == 30
 
 
 def test_classify_wrong_run_dir_is_one_line(tmp_path, capsys):

@@ -177,3 +177,34 @@ def test_antithetic_doubles_the_counted_evaluations():
     assert nfe_per_image(cfg.replace(antithetic=True), 10) == 2 * nfe_per_image(cfg, 10) == 64
     with pytest.raises(ValueError, match="antithetic must be true or false"):
         cfg.replace(antithetic="yes")
+
+
+def test_draws_average_independent_noise_draws_and_one_draw_is_unchanged(gaussian_denoiser):
+    """draws=d is exactly the mean of d one-draw estimates taken one after the other from the same
+    generator (so draws=1 reproduces a run's old posterior bit for bit), its variance of a class
+    difference is 1/d of one draw's, and it counts d times the evaluations."""
+    den = gaussian_denoiser
+    x0 = den.means[[0, 1, 2]] + den.s * torch.randn(3, *den.image_shape, generator=torch.Generator().manual_seed(2))
+    cfg = PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=4, keep_classes=2, prune_sigmas=1)
+    sigmas, w = sigma_levels(cfg), quadrature_weights(sigma_levels(cfg), cfg)
+
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    averaged = class_errors(den, x0, sigmas=sigmas, weights=w, generator=g1, draws=3)
+    one_by_one = torch.stack([class_errors(den, x0, sigmas=sigmas, weights=w, generator=g2) for _ in range(3)])
+    assert torch.allclose(averaged, one_by_one.mean(0), rtol=1e-6, atol=1e-6)
+
+    old = diffusion_posterior(den, x0, cfg, generator=torch.Generator().manual_seed(4))
+    new = diffusion_posterior(den, x0, cfg.replace(draws=1), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(old.errors, new.errors)
+
+    g = torch.Generator().manual_seed(9)
+    single = torch.stack([class_errors(den, x0[:1], sigmas=sigmas, weights=w, generator=g)[0] for _ in range(300)])
+    four = torch.stack([class_errors(den, x0[:1], sigmas=sigmas, weights=w, generator=g, draws=4)[0] for _ in range(300)])
+    ratio = float((four[:, 1] - four[:, 0]).var() / (single[:, 1] - single[:, 0]).var())
+    assert 0.15 < ratio < 0.4  # 1/4, with the sampling error of two 300-sample variances
+
+    rows = []
+    res = diffusion_posterior(counting(den, rows), x0, cfg.replace(draws=4), generator=torch.Generator().manual_seed(0))
+    assert sum(rows) == 3 * res.nfe_per_image == 3 * 4 * nfe_per_image(cfg, den.num_classes)
+    with pytest.raises(ValueError, match="draws must be an integer >= 1"):
+        cfg.replace(draws=0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, fit_temperature
+from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior, fit_temperature
 
 
 def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, *, bins: int = 15) -> float:
@@ -72,7 +72,8 @@ def evaluate_posterior(net, images: torch.Tensor, targets: np.ndarray, cfg: Post
 def standard_schedules(train_posterior: PosteriorConfig, *, reference_sigmas: int = 100) -> dict[str, PosteriorConfig]:
     """The schedules `wsl-diff evaluate` compares: a dense reference grid, Chen et al.'s uniform
     spacing, the paper's median-centred interval, its single-median limit, the run's own interval,
-    and that interval with adaptive class pruning (1 level for all classes, the rest for the top 2)."""
+    that interval with adaptive class pruning (1 level for all classes, the rest for the top 2),
+    and that interval with `INFERENCE_DRAWS` noise draws per level."""
     n = train_posterior.num_sigmas
     own = train_posterior.replace(keep_classes=None, temperature=1.0)
     return {
@@ -82,6 +83,7 @@ def standard_schedules(train_posterior: PosteriorConfig, *, reference_sigmas: in
         "median-1": PosteriorConfig(schedule="median", num_sigmas=1),
         f"run-interval-{n}": own,
         f"run-interval-{n}-keep2": own.replace(keep_classes=2, prune_sigmas=1),
+        f"run-interval-{n}-draws{INFERENCE_DRAWS}": own.replace(draws=INFERENCE_DRAWS),
     }
 
 
