@@ -10,7 +10,7 @@ from label_models.labels import SUPERVISION_KINDS
 from wsl_diffusion.bench import baselines as B
 from wsl_diffusion.bench import runner
 from wsl_diffusion.bench.store import load_results, record_key
-from wsl_diffusion.posterior import PosteriorConfig
+from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
@@ -127,7 +127,9 @@ def test_harness_records_skips_finished_cells_and_survives_a_crash(tmp_path, mon
     assert by[("boom", 0)]["error"] == "RuntimeError: kaput second line" and "accuracy" not in by[("boom", 0)]
     dmis = by[("dmis", 1)]
     assert "error" not in dmis and 0 <= dmis["accuracy"] <= 1 and dmis["budget"] == "0.05 kimg, tiny"
-    assert dmis["nfe_per_image"] == 10 * 2 and dmis["run_dir"] == "runs/sym-20/dmis/seed1"
+    # the test posterior: 2 levels x 10 classes, INFERENCE_DRAWS draws each; the one-draw accuracy beside it
+    assert dmis["nfe_per_image"] == 10 * 2 * INFERENCE_DRAWS and dmis["run_dir"] == "runs/sym-20/dmis/seed1"
+    assert 0 <= dmis["accuracy_one_draw"] <= 1
     assert (out / dmis["run_dir"] / "samples.png").is_file()
     assert by[("knn", 0)]["budget"] == "sklearn default" and by[("knn", 0)]["nfe_per_image"] is None
 

@@ -8,7 +8,7 @@ from label_models.corruption import CorruptionSpec, corrupt
 from label_models.labels import ImpreciseLabels
 from label_models.transition import empirical_transition
 from wsl_diffusion.config import TrainConfig
-from wsl_diffusion.posterior import PosteriorConfig
+from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig
 from wsl_diffusion.run import load_checkpoint
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.training.loop import (TrainingDiverged, draw_batch, estep_restricts, initial_log_prior,
@@ -112,6 +112,10 @@ def test_run_directory_contents(tmp_path, digits_small):
     summary = train(cfg, tmp_path, train_data=train_data, labels=labels, test_data=test_data,
                     test_targets=test_data.targets, progress=False)
     assert summary["finished"] and 0.0 <= summary["test_accuracy_ema"] <= 1.0
+    # the test split is classified with INFERENCE_DRAWS draws per level; the table's one draw beside it
+    assert summary["test_posterior"] == {**summary["posterior"], "temperature": summary["temperature"],
+                                         "draws": INFERENCE_DRAWS}
+    assert 0.0 <= summary["test_accuracy_ema_one_draw"] <= 1.0
     saved = json.loads((tmp_path / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == cfg
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "labels.npz").is_file()
