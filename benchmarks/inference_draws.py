@@ -1,0 +1,115 @@
+"""Monte-Carlo noise draws at inference: what averaging d draws per level buys a trained model.
+
+    python benchmarks/inference_draws.py RUN_DIR [RUN_DIR ...] [--draws 1,2,4,8] [--reference 16]
+        [--images 250] [--threads 1] [--json OUT]
+    python benchmarks/inference_draws.py --paired RESULTS_JSON [--before OLD_RESULTS_JSON]
+
+The diffusion posterior is defined by the *expected* class errors over the noise; one draw per
+level estimates them without bias but with noise, and a decision taken on the estimate inherits
+it. For each run, in one process:
+  * label-free: on `--images` of the run's training images (their labels are not read), the share
+    whose decision with d draws (the run's test posterior: its schedule, class pruning, tau and
+    prior, noise seed 0 as at the end of training) differs from a reference decision with
+    `--reference` draws of every class on every level (another noise seed);
+  * a diagnostic that reads the test labels: test accuracy with d draws (d = 1 and d =
+    INFERENCE_DRAWS reproduce the summary's test_accuracy_ema_one_draw and test_accuracy_ema).
+
+--paired summarises a benchmark whose DMIS records carry both accuracies (`accuracy` at
+INFERENCE_DRAWS, `accuracy_one_draw`): per setting, both means ± std over seeds and the paired
+change; with --before (the same cells' results from before the draws existed), how many one-draw
+accuracies reproduce the old records exactly (training is unchanged, so all of them should).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from wsl_diffusion.data.datasets import to_model_space
+from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
+from wsl_diffusion.posterior import INFERENCE_DRAWS, diffusion_posterior
+from wsl_diffusion.run import load_run
+
+
+def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int) -> dict:
+    run = load_run(run_dir)
+    train, _ = run.splits()
+    test, targets = run.test_split()
+    pick = np.random.default_rng(0).permutation(len(train.images))[:images]
+    x = to_model_space(train.images[pick])
+    tested = run.posterior.replace(temperature=run.temperature)
+
+    def decide(cfg, seed):
+        return diffusion_posterior(run.net, x, cfg, generator=torch.Generator().manual_seed(seed),
+                                   log_prior=run.log_prior).probs.argmax(1)
+
+    ref = decide(tested.replace(keep_classes=None, draws=reference), 10_007)
+    out = {"run_dir": run_dir, "images": len(pick), "reference_draws": reference, "by_draws": {}}
+    for d in draws:
+        cfg = tested.replace(draws=d)
+        out["by_draws"][d] = {
+            "differs_from_reference": float((decide(cfg, 0) != ref).float().mean()),
+            "test_accuracy": evaluate_posterior(run.net, to_model_space(test.images), targets, cfg,
+                                                log_prior=run.log_prior).accuracy,
+            "nfe_per_image": evaluate_posterior(run.net, to_model_space(test.images[:1]), targets[:1], cfg,
+                                                log_prior=run.log_prior).nfe_per_image}
+        print(f"{run_dir}  draws {d}: differs from the {reference}-draw reference on "
+              f"{100 * out['by_draws'][d]['differs_from_reference']:.1f}% of {len(pick)} training images, "
+              f"test {100 * out['by_draws'][d]['test_accuracy']:.2f}%", flush=True)
+    return out
+
+
+def paired(results_path: str, before_path: str | None) -> str:
+    records = [r for r in json.load(open(results_path))["records"]
+               if r["method"] == "dmis" and "accuracy_one_draw" in r and "error" not in r]
+    before = {}
+    if before_path:
+        before = {(r["setting"], r["seed"]): r["accuracy"] for r in json.load(open(before_path))["records"]
+                  if r["method"] == "dmis" and "error" not in r}
+    by_setting = defaultdict(list)
+    for r in records:
+        by_setting[r["setting"]].append(r)
+    lines = [f"| setting | seeds | one draw | {INFERENCE_DRAWS} draws | paired change (points) | one draw = old record |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for setting, rs in by_setting.items():
+        one = 100 * np.array([r["accuracy_one_draw"] for r in rs])
+        many = 100 * np.array([r["accuracy"] for r in rs])
+        same = sum(before.get((setting, r["seed"])) == r["accuracy_one_draw"] for r in rs)
+
+        def ms(v):
+            return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+        lines.append(f"| {setting} | {len(rs)} | {ms(one)} | {ms(many)} | {ms(many - one)} | "
+                     f"{same} of {len(rs) if before else 0} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="*")
+    parser.add_argument("--draws", default="1,2,4,8")
+    parser.add_argument("--reference", type=int, default=16)
+    parser.add_argument("--images", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="write the per-run results here")
+    parser.add_argument("--paired", default=None, help="a benchmark results.json to summarise instead")
+    parser.add_argument("--before", default=None)
+    args = parser.parse_args()
+    if args.paired:
+        print(paired(args.paired, args.before))
+        return
+    if not args.run_dirs:
+        parser.error("give run directories, or --paired RESULTS_JSON")
+    torch.set_num_threads(args.threads)
+    draws = [int(d) for d in args.draws.split(",")]
+    results = [draws_of_run(r, draws, reference=args.reference, images=args.images) for r in args.run_dirs]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
