@@ -3,6 +3,7 @@
     python benchmarks/inference_draws.py RUN_DIR [RUN_DIR ...] [--draws 1,2,4,8] [--reference 16]
         [--images 250] [--threads 1] [--json OUT]
     python benchmarks/inference_draws.py --paired RESULTS_JSON [--before OLD_RESULTS_JSON]
+    python benchmarks/inference_draws.py --table-noise RUN_DIR [RUN_DIR ...]
 
 The diffusion posterior is defined by the *expected* class errors over the noise; one draw per
 level estimates them without bias but with noise, and a decision taken on the estimate inherits
@@ -17,7 +18,12 @@ it. For each run, in one process:
 --paired summarises a benchmark whose DMIS records carry both accuracies (`accuracy` at
 INFERENCE_DRAWS, `accuracy_one_draw`): per setting, both means ± std over seeds and the paired
 change; with --before (the same cells' results from before the draws existed), how many one-draw
-accuracies reproduce the old records exactly (training is unchanged, so all of them should).
+accuracies reproduce the old records exactly.
+
+--table-noise: the E-step's `labels_moved` compares the restricted table's labels of two
+refreshes. Here both "refreshes" use the same (final) model and differ only in their noise draws,
+so every label that moves is Monte-Carlo noise (label-free: the run's own T and tau, no truth read);
+with 1 draw and with INFERENCE_DRAWS.
 """
 from __future__ import annotations
 
@@ -30,8 +36,9 @@ import torch
 
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
-from wsl_diffusion.posterior import INFERENCE_DRAWS, diffusion_posterior
-from wsl_diffusion.run import load_run
+from wsl_diffusion.eval.validation import label_rows, validation_split
+from wsl_diffusion.posterior import INFERENCE_DRAWS, diffusion_posterior, log_posterior
+from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
 
 
 def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int) -> dict:
@@ -59,6 +66,27 @@ def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int)
         print(f"{run_dir}  draws {d}: differs from the {reference}-draw reference on "
               f"{100 * out['by_draws'][d]['differs_from_reference']:.1f}% of {len(pick)} training images, "
               f"test {100 * out['by_draws'][d]['test_accuracy']:.2f}%", flush=True)
+    return out
+
+
+def table_noise(run_dir: str) -> dict:
+    run = load_run(run_dir)
+    train, _ = run.splits()
+    fit = label_rows(len(train.images), validation_split(run.config, run.labels, len(train.images)))
+    x = to_model_space(train.images)[fit]
+    lik = torch.as_tensor(run_label_likelihood(load_checkpoint(run.run_dir / CHECKPOINT_NAME), run.labels, run.config),
+                          dtype=torch.float32)[fit]
+
+    def table_labels(seed: int, draws: int) -> torch.Tensor:
+        errors = diffusion_posterior(run.net, x, run.posterior.replace(draws=draws),
+                                     generator=torch.Generator().manual_seed(seed)).errors
+        return (log_posterior(errors, temperature=run.temperature, log_prior=run.log_prior).exp() * lik).argmax(1)
+
+    out = {"run_dir": run_dir, "rows": int(fit.sum())}
+    for draws in (1, INFERENCE_DRAWS):
+        out[f"moved_{draws}"] = float((table_labels(1, draws) != table_labels(2, draws)).float().mean())
+    print(f"{run_dir}: two tables of the same model move {100 * out['moved_1']:.1f}% of {out['rows']} labels "
+          f"with 1 draw, {100 * out[f'moved_{INFERENCE_DRAWS}']:.1f}% with {INFERENCE_DRAWS}", flush=True)
     return out
 
 
@@ -97,6 +125,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the per-run results here")
     parser.add_argument("--paired", default=None, help="a benchmark results.json to summarise instead")
     parser.add_argument("--before", default=None)
+    parser.add_argument("--table-noise", action="store_true",
+                        help="instead: labels moved between two tables of the same model (Monte-Carlo noise)")
     args = parser.parse_args()
     if args.paired:
         print(paired(args.paired, args.before))
@@ -104,6 +134,12 @@ def main() -> None:
     if not args.run_dirs:
         parser.error("give run directories, or --paired RESULTS_JSON")
     torch.set_num_threads(args.threads)
+    if args.table_noise:
+        results = [table_noise(r) for r in args.run_dirs]
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return
     draws = [int(d) for d in args.draws.split(",")]
     results = [draws_of_run(r, draws, reference=args.reference, images=args.images) for r in args.run_dirs]
     if args.json:
