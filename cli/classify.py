@@ -39,11 +39,12 @@ def add_posterior_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-classes", type=int, default=None, help="adaptive class pruning: classes refined")
     g.add_argument("--temperature", type=float, default=None, help="override the run's fitted temperature")
     g.add_argument("--draws", type=int, default=None,
-                   help=f"noise draws per level, averaged (default: {INFERENCE_DRAWS}; each costs the schedule's evaluations)")
+                   help=f"noise draws per level, their errors averaged (default: {INFERENCE_DRAWS}; "
+                        "each draw costs the schedule's evaluations again)")
     g.add_argument("--seed", type=int, default=0, help="noise seed of the posterior")
     g.add_argument("--budget", type=int, default=None,
                    help="at most this many network evaluations per image: the schedule fitted for it on the "
-                        "run's training images and labels (ignores --schedule/--num-sigmas/--keep-classes)")
+                        "run's training images and labels (ignores --schedule/--num-sigmas/--keep-classes/--draws)")
 
 
 def posterior_from_args(args, base):

@@ -41,8 +41,9 @@ from wsl_diffusion.data.images import image_grid, save_png
 from wsl_diffusion.eval.plots import training_curves
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
-from wsl_diffusion.posterior import (INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior, fit_temperature, label_evidence, log_posterior,
-                                     noised_input_errors, quadrature_weights, sigma_levels, validation_scores)
+from wsl_diffusion.posterior import (INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior, fit_temperature,
+                                     label_evidence, log_posterior, noised_input_errors, quadrature_weights,
+                                     sigma_levels, validation_scores)
 from wsl_diffusion.eval.validation import label_rows, score_validation, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
@@ -598,14 +599,14 @@ def step_loss(config: TrainConfig, state: TrainState, model, batch: dict, *, ima
 # The loop
 
 
-def test_posterior(state: TrainState, *, draws: int = INFERENCE_DRAWS) -> PosteriorConfig:
+def inference_posterior(state: TrainState, *, draws: int = INFERENCE_DRAWS) -> PosteriorConfig:
     """How a finished run classifies its test split: the table's schedule, class pruning and tau,
     with `draws` noise draws per level (the table itself uses one)."""
     return state.posterior.replace(temperature=state.temperature, draws=draws)
 
 
 def _evaluate_quick(net, state: TrainState, test_images, test_targets, *, draws: int = INFERENCE_DRAWS) -> float:
-    return evaluate_posterior(net, test_images, test_targets, test_posterior(state, draws=draws),
+    return evaluate_posterior(net, test_images, test_targets, inference_posterior(state, draws=draws),
                               log_prior=state.log_prior).accuracy
 
 
@@ -767,7 +768,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, state, test_images, test_targets)
-            summary["test_posterior"] = test_posterior(state).to_dict()
+            summary["test_posterior"] = inference_posterior(state).to_dict()
             # The same model with the table's one draw per level, for comparison (README).
             summary["test_accuracy_ema_one_draw"] = _evaluate_quick(state.ema, state, test_images, test_targets,
                                                                     draws=1)
