@@ -1,7 +1,8 @@
 """`wsl-diff evaluate RUN_DIR`: the diffusion posterior of a run on its test split.
 
 For each noise-level schedule (a 100-sigma reference grid, uniform, the paper's median interval,
-the single median, the run's own interval, and that interval with class pruning): test accuracy,
+the single median, the run's own interval, that interval with class pruning, and with the
+inference's noise draws per level): test accuracy,
 NLL and ECE at the run's temperature and after temperature calibration (cross-fitted on two
 halves of the test split, so no image is scored with a temperature fitted on its own label),
 network evaluations (NFE) per image, time per image, images per second and (GPU) peak memory — an
