@@ -107,10 +107,10 @@ def paired(results_path: str, before_path: str | None) -> str:
         many = 100 * np.array([r["accuracy"] for r in rs])
         same = sum(before.get((setting, r["seed"])) == r["accuracy_one_draw"] for r in rs)
 
-        def ms(v):
-            return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+        def ms(v, sign=""):
+            return f"{v.mean():{sign}.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():{sign}.2f}"
 
-        lines.append(f"| {setting} | {len(rs)} | {ms(one)} | {ms(many)} | {ms(many - one)} | "
+        lines.append(f"| {setting} | {len(rs)} | {ms(one)} | {ms(many)} | {ms(many - one, '+')} | "
                      f"{same} of {len(rs) if before else 0} |")
     return "\n".join(lines)
 
