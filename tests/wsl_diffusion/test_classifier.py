@@ -4,7 +4,7 @@ import torch
 
 from wsl_diffusion.classifier import DiffusionClassifier
 from wsl_diffusion.data.datasets import to_model_space
-from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior
+from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior
 
 
 def test_classifier_api_matches_posterior_function(tiny_run, digits_small):
@@ -18,7 +18,7 @@ def test_classifier_api_matches_posterior_function(tiny_run, digits_small):
     res = diffusion_posterior(clf.net, to_model_space(images), clf.posterior,
                               generator=torch.Generator().manual_seed(3), log_prior=clf.log_prior)
     np.testing.assert_allclose(probs, res.probs.numpy(), rtol=1e-5, atol=1e-6)
-    assert clf.last_nfe_per_image == 10 * 3
+    assert clf.posterior.draws == INFERENCE_DRAWS and clf.last_nfe_per_image == 10 * 3 * INFERENCE_DRAWS
     assert (clf.predict(images) == probs.argmax(1)).all()
     assert clf.score(images, test.targets[:40]) == pytest.approx((probs.argmax(1) == test.targets[:40]).mean())
     errors = torch.as_tensor(clf.class_errors(images))
