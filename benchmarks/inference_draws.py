@@ -37,7 +37,7 @@ import torch
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.eval.posterior_metrics import evaluate_posterior
 from wsl_diffusion.eval.validation import label_rows, validation_split
-from wsl_diffusion.posterior import INFERENCE_DRAWS, diffusion_posterior, log_posterior
+from wsl_diffusion.posterior import INFERENCE_DRAWS, diffusion_posterior, log_posterior, nfe_per_image
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
 
 
@@ -61,8 +61,7 @@ def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int)
             "differs_from_reference": float((decide(cfg, 0) != ref).float().mean()),
             "test_accuracy": evaluate_posterior(run.net, to_model_space(test.images), targets, cfg,
                                                 log_prior=run.log_prior).accuracy,
-            "nfe_per_image": evaluate_posterior(run.net, to_model_space(test.images[:1]), targets[:1], cfg,
-                                                log_prior=run.log_prior).nfe_per_image}
+            "nfe_per_image": nfe_per_image(cfg, run.net.num_classes)}
         print(f"{run_dir}  draws {d}: differs from the {reference}-draw reference on "
               f"{100 * out['by_draws'][d]['differs_from_reference']:.1f}% of {len(pick)} training images, "
               f"test {100 * out['by_draws'][d]['test_accuracy']:.2f}%", flush=True)
