@@ -47,6 +47,7 @@ def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int)
     test, targets = run.test_split()
     pick = np.random.default_rng(0).permutation(len(train.images))[:images]
     x = to_model_space(train.images[pick])
+    x_test = to_model_space(test.images)
     tested = run.posterior.replace(temperature=run.temperature)
 
     def decide(cfg, seed):
@@ -59,7 +60,7 @@ def draws_of_run(run_dir: str, draws: list[int], *, reference: int, images: int)
         cfg = tested.replace(draws=d)
         out["by_draws"][d] = {
             "differs_from_reference": float((decide(cfg, 0) != ref).float().mean()),
-            "test_accuracy": evaluate_posterior(run.net, to_model_space(test.images), targets, cfg,
+            "test_accuracy": evaluate_posterior(run.net, x_test, targets, cfg,
                                                 log_prior=run.log_prior).accuracy,
             "nfe_per_image": nfe_per_image(cfg, run.net.num_classes)}
         print(f"{run_dir}  draws {d}: differs from the {reference}-draw reference on "
@@ -135,12 +136,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.table_noise:
         results = [table_noise(r) for r in args.run_dirs]
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=1)
-        return
-    draws = [int(d) for d in args.draws.split(",")]
-    results = [draws_of_run(r, draws, reference=args.reference, images=args.images) for r in args.run_dirs]
+    else:
+        draws = [int(d) for d in args.draws.split(",")]
+        results = [draws_of_run(r, draws, reference=args.reference, images=args.images) for r in args.run_dirs]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
