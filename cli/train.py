@@ -20,9 +20,9 @@ from label_models.io import load_labels
 
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
-from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, POSTERIOR_FITS, PU_PRIORS, TABLE_PRUNED,
-                                  TIE_BREAKS, TRANSITIONS, Execution, TrainConfig, default_interval, default_table_unmix,
-                                  default_topk)
+from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, NOISY_PRIORS, POSTERIOR_FITS, PU_PRIORS,
+                                  TABLE_PRUNED, TIE_BREAKS, TRANSITIONS, Execution, TrainConfig, default_interval,
+                                  default_table_unmix, default_topk)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -78,6 +78,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
+    m.add_argument("--noisy-prior", choices=NOISY_PRIORS, default="transition",
+                   help="noisy labels, DMIS: the clean class prior: transition (the one the observed label "
+                        "frequencies imply through the run's T, default) or observed (the frequencies themselves, "
+                        "which over-weight the classes noise flips into; see README)")
     m.add_argument("--pu-prior", type=_pu_prior, default="estimate", metavar="{estimate,oracle,P}",
                    help="PU labels: the share of positives among all images: estimate (from the images and which "
                         "are labelled, default), a number P in (0, 1) you know, or oracle (the prior stored in the "
@@ -180,7 +184,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
         disputed_uncond=args.disputed_uncond,
-        transition=args.transition, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,
+        transition=args.transition, noisy_prior=args.noisy_prior, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,
         pu_prior=args.pu_prior,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,
@@ -267,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"done: {summary['kimg']:.1f} kimg in {summary['seconds_this_call']:.0f} s"
                       + (f", test accuracy of the diffusion posterior {100 * acc:.2f}%" if acc is not None else "")
                       + f" -> {out}")
+        rate = summary.get("estimated_noise_rate")
+        if rate is not None:
+            console.print(f"noise rate that the run's estimated T implies: {100 * rate:.1f}% of the labels (label-free; "
+                          "it starts at --assumed-noise-rate and tends to under-estimate, see the README)")
         val = summary.get("validation")
         if val and val["rows"]:
             console.print(f"validation ({val['rows']} held-out rows, their imprecise labels): agreement "

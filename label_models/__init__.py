@@ -38,6 +38,7 @@ from label_models.transition import (
     empirical_transition,
     estimate_transition_anchor,
     estimate_transition_volmin,
+    implied_noise_rate,
     symmetric_transition,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "empirical_transition",
     "estimate_transition_anchor",
     "estimate_transition_volmin",
+    "implied_noise_rate",
     "instance_noise",
     "label_file_format",
     "labelled_count",

@@ -98,8 +98,10 @@ def test_resume_accepts_the_run_flags_and_rejects_changed_ones(tmp_path, capsys)
             "--out", out, "--quiet", "--threads", "1"]
     assert run_cli([*base, "--kimg", "0.032"], capsys)[0] == 0
     # the same flags again, a longer run, other threads: allowed
-    code, _, err = run_cli([*base, "--resume", "--kimg", "0.064", "--threads", "2"], capsys)
+    code, out_text, err = run_cli([*base, "--resume", "--kimg", "0.064", "--threads", "2", "--json"], capsys)
     assert code == 0, err
+    # no refresh yet: the run's T is still the symmetric start at --assumed-noise-rate (0.2)
+    assert json.loads(out_text)["estimated_noise_rate"] == pytest.approx(0.2)
     code, _, err = run_cli(["train", "--out", out, "--resume", "--lr", "0.001", "--rate", "0.3", "--model", "tiny"],
                            capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from label_models.transition import (
     empirical_transition,
     estimate_transition_anchor,
     estimate_transition_volmin,
+    implied_noise_rate,
     symmetric_transition,
     validate_class_map,
 )
@@ -188,3 +189,22 @@ def test_cleanlab_noise_matrix_is_the_transpose_and_round_trips():
     noise_matrix_is_valid = noise_generation.noise_matrix_is_valid
 
     assert noise_matrix_is_valid(nm, py=np.full(3, 1 / 3))
+
+
+def test_implied_noise_rate_is_the_share_of_wrong_labels():
+    """1 - sum_y p(y) T[y, y]: the rate itself for symmetric noise under any prior; only the
+    flipped classes' share for asymmetric noise; and for a real corruption the realised share of
+    wrong labels, up to sampling noise (the realised T and class frequencies give it exactly)."""
+    for prior in (np.full(5, 0.2), np.array([0.5, 0.2, 0.1, 0.1, 0.1])):
+        assert implied_noise_rate(symmetric_transition(5, 0.3), prior) == pytest.approx(0.3)
+    prior = np.array([0.5, 0.2, 0.2, 0.1])
+    t = asymmetric_transition(4, 0.4, {0: 1, 2: 3})
+    assert implied_noise_rate(t, prior) == pytest.approx(0.4 * (0.5 + 0.2))
+    rng = np.random.default_rng(0)
+    y = rng.choice(4, size=20000, p=prior)
+    z = np.array([rng.choice(4, p=t[c]) for c in y])
+    freq = np.bincount(y, minlength=4) / len(y)
+    assert implied_noise_rate(empirical_transition(y, z, 4), freq) == pytest.approx((z != y).mean())
+    assert abs(implied_noise_rate(t, freq) - (z != y).mean()) < 3 * np.sqrt(0.28 * 0.72 / len(y))
+    with pytest.raises(ValueError, match="K = 3"):
+        implied_noise_rate(t, np.full(3, 1 / 3))

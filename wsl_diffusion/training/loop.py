@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from label_models.io import save_labels
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
-from label_models.transition import estimate_transition_anchor, estimate_transition_em, symmetric_transition, unmix_posterior
+from label_models.transition import (estimate_transition_anchor, estimate_transition_em, implied_noise_rate,
+                                     symmetric_transition, unmix_posterior)
 
 from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
@@ -250,7 +251,13 @@ def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, va
         else:
             prior = np.array([1.0 - float(config.pu_prior), float(config.pu_prior)])
         labels = replace(labels, class_prior=prior)
-    return initial_log_prior(labels, transition_matrix=transition if config.transition == "oracle" else None)
+    return initial_log_prior(labels, transition_matrix=transition if maps_prior_through_t(config) else None)
+
+
+def maps_prior_through_t(config: TrainConfig) -> bool:
+    """Whether a noisy-label run's class prior is the one its observed label frequencies imply
+    through its T (`noisy_prior` "transition", DMIS; and the oracle T always), not the frequencies."""
+    return config.transition == "oracle" or (config.method == "dmis" and config.noisy_prior == "transition")
 
 
 def holdout_split(config: TrainConfig, kind: str, n_train: int,
@@ -394,6 +401,10 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
             t = estimate_transition_em(p_coarse, np.asarray(labels.observed)[fit_np],
                                        init=state.transition.numpy(), smoothing=config.transition_smoothing)
             state.transition = torch.as_tensor(t)
+            if maps_prior_through_t(config):  # the clean prior this T implies, from the next table on
+                state.log_prior = torch.as_tensor(
+                    initial_log_prior(labels.take(np.flatnonzero(fit_np)), transition_matrix=t),
+                    dtype=torch.float32, device=images.device)
             lik = tensors["lik"] = torch.as_tensor(
                 label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate, transition_matrix=t),
                 dtype=torch.float32, device=lik.device)
@@ -428,6 +439,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     if labels.true_labels is not None:
         truth = torch.tensor(labels.true_labels, device=images.device)
         info["table_true_class_rate"] = float((after == truth)[fit].float().mean())
+    if state.transition is not None and config.transition == "estimate":  # label-free: the run's own estimate
+        info["estimated_noise_rate"] = implied_noise_rate(state.transition.numpy(), state.log_prior.exp().cpu().numpy())
     if state.transition is not None and labels.transition_matrix is not None:
         err = np.abs(state.transition.numpy() - labels.transition_matrix)
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
@@ -755,6 +768,10 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
     summary = {"steps": state.step, "kimg": state.nimg / 1000, "seconds_this_call": elapsed,
                "finished": state.step >= total_steps, "stopped_by_time_budget": budget_hit,
                "temperature": state.temperature, "posterior": state.posterior.to_dict()}
+    if state.transition is not None and config.method == "dmis" and config.transition == "estimate":
+        # noisy labels: how many of them the run's estimated T says are wrong (label-free; README)
+        summary["estimated_noise_rate"] = implied_noise_rate(state.transition.numpy(),
+                                                             state.log_prior.exp().cpu().numpy())
     if labels.kind == "pu":  # the share of positives the run used; the stored one only as a diagnostic
         summary["pu_prior"] = float(state.log_prior.exp()[1] / state.log_prior.exp().sum())
         if labels.class_prior is not None:

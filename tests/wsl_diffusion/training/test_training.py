@@ -188,7 +188,33 @@ def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_de
     err = np.abs(state.transition.numpy() - realised)
     assert err.max() < 0.03 < start, (err.max(), start)
     assert "transition_error_max" not in info  # the label set stores no T: nothing to compare with
+    # the noise rate the estimate implies, with the run's prior, is the share of wrong labels
+    assert abs(info["estimated_noise_rate"] - (z != y).mean()) < 0.03
     np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
+
+
+
+def test_the_noisy_prior_follows_the_estimated_t_to_the_clean_class_frequencies(gaussian_denoiser):
+    """Asymmetric noise moves labels into classes 1 and 3 (observed frequencies 0.15, 0.35, 0.175,
+    0.325 of four equal classes). With `noisy_prior` "transition" the prior is re-solved through
+    each estimated T and lands on the clean frequencies; "observed" keeps the noisy ones, which
+    would tell the E-step and the classifier that classes 0 and 2 are rare."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=400)
+    true_t = np.array([[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0, 0, 0.7, 0.3], [0, 0, 0, 1.0]])
+    z = np.array([np.random.default_rng(i).choice(4, p=true_t[c]) for i, c in enumerate(y)])
+    labels = ImpreciseLabels(matrix=np.eye(4, dtype=np.float32)[z], kind="noisy", observed=z)
+    observed = np.bincount(z, minlength=4) / len(z)
+    priors = {}
+    for mode in ("transition", "observed"):
+        cfg = TrainConfig(noisy_prior=mode, transition_smoothing=0.0, table_unmix=False,
+                          posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4))
+        state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+        for _ in range(3):
+            refresh_table(state, cfg, images, tensors, labels)
+        priors[mode] = state.log_prior.exp().numpy()
+    np.testing.assert_allclose(priors["transition"], np.full(4, 0.25), atol=0.03)
+    np.testing.assert_allclose(priors["observed"], observed, atol=1e-4)
+    assert abs(observed - 0.25).max() > 0.09  # the noise's own bias, which the estimate removes
 
 
 def test_unmixing_waits_for_a_settled_table_then_leaves_a_model_of_the_clean_classes_as_it_was(gaussian_denoiser):
