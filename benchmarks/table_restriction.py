@@ -14,8 +14,9 @@ reports for each beta, separately on the rows the run trained on and, if the run
 validation split, on those never-trained rows:
   * label-free: the share of rows whose label moves away from z;
   * a diagnostic that reads the truth (synthetic label files only): the share labelled right.
-Beside them, label-free, the noise rate that the run's estimated T implies,
-1 - sum_y pi_y T[y, y], and, read from the truth, the realised one. No choice is made from it.
+Beside them, label-free, the noise rate that the run's estimated T and prior imply,
+1 - sum_y pi_y T[y, y] (`implied_noise_rate`), and, read from the truth, the realised one.
+No choice is made from it.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import json
 import numpy as np
 import torch
 
+from label_models.transition import implied_noise_rate
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.eval.validation import validation_split
 from wsl_diffusion.posterior import diffusion_posterior, log_posterior
@@ -46,9 +48,8 @@ def restriction_of_run(run_dir: str, betas: list[float]) -> dict:
     truth = None if run.labels.true_labels is None else torch.as_tensor(np.array(run.labels.true_labels))
     held = torch.zeros(n, dtype=torch.bool)
     held[validation_split(run.config, run.labels, n)] = True
-    pi = run.log_prior.exp().double().numpy()
-    transition = np.asarray(ckpt["transition"], dtype=float)
-    out = {"run_dir": run_dir, "implied_noise_rate": float(1 - (pi * np.diag(transition)).sum()),
+    implied = implied_noise_rate(np.asarray(ckpt["transition"], dtype=float), run.log_prior.exp().double().numpy())
+    out = {"run_dir": run_dir, "implied_noise_rate": implied,
            "realised_noise_rate": None if truth is None else float((observed != truth).float().mean()),
            "rows": {}}
     for name, rows in (("trained", ~held), ("validation", held)):
