@@ -118,7 +118,6 @@ def empirical_transition(true_labels: np.ndarray, observed: np.ndarray, num_clas
     return t
 
 
-
 def implied_noise_rate(transition: np.ndarray, class_prior: np.ndarray) -> float:
     """The share of labels a transition matrix says are wrong: 1 - sum_y p(y) T[y, y].
 
@@ -131,6 +130,7 @@ def implied_noise_rate(transition: np.ndarray, class_prior: np.ndarray) -> float
     if t.ndim != 2 or t.shape != (len(pi), len(pi)):
         raise ValueError(f"transition must be (K, K) with K = {len(pi)} classes of the prior, got {t.shape}")
     return float(1.0 - (pi * np.diag(t)).sum())
+
 
 def estimate_transition_anchor(probs_noisy: np.ndarray, *, quantile: float = 0.97) -> np.ndarray:
     """Anchor-point estimate of T (Patrini et al. 2017; Xia et al. 2019).
