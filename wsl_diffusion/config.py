@@ -330,6 +330,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config has unknown keys {sorted(unknown)}: written by a newer version?")
         d = dict(d)
+        # Runs saved before `noisy_prior` existed used the observed label frequencies: a resume
+        # goes on as the run began.
+        d.setdefault("noisy_prior", "observed")
         if isinstance(d.get("posterior"), dict):
             d["posterior"] = PosteriorConfig(**d["posterior"])
         return cls(**d)

@@ -65,6 +65,9 @@ def test_configs_saved_with_execution_settings_still_load():
     assert TrainConfig.from_dict(legacy) == TrainConfig()
     with pytest.raises(ValueError, match="unknown keys"):
         TrainConfig.from_dict({**TrainConfig().to_dict(), "not_a_field": 1})
+    # saved before the noisy-label prior went through T: resumed with the prior it trained with
+    before_prior = {k: v for k, v in TrainConfig().to_dict().items() if k != "noisy_prior"}
+    assert TrainConfig.from_dict(before_prior) == TrainConfig(noisy_prior="observed")
     with pytest.raises(ValueError, match="`precision`"):
         Execution(precision="fp8")
 
