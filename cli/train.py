@@ -78,10 +78,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
-    m.add_argument("--noisy-prior", choices=NOISY_PRIORS, default="transition",
-                   help="noisy labels, DMIS: the clean class prior: transition (the one the observed label "
-                        "frequencies imply through the run's T, default) or observed (the frequencies themselves, "
-                        "which over-weight the classes noise flips into; see README)")
+    m.add_argument("--noisy-prior", choices=NOISY_PRIORS, default="observed",
+                   help="noisy labels, DMIS: the clean class prior: observed (the label frequencies, default) or "
+                        "transition (the prior those frequencies imply through the run's T; see README)")
     m.add_argument("--pu-prior", type=_pu_prior, default="estimate", metavar="{estimate,oracle,P}",
                    help="PU labels: the share of positives among all images: estimate (from the images and which "
                         "are labelled, default), a number P in (0, 1) you know, or oracle (the prior stored in the "

@@ -254,6 +254,14 @@ def run_log_prior(labels, config: TrainConfig, transition: np.ndarray | None, va
     return initial_log_prior(labels, transition_matrix=transition if maps_prior_through_t(config) else None)
 
 
+def estimated_noise_rate(labels, rows: np.ndarray, transition: np.ndarray) -> float:
+    """The share of wrong labels that T implies, 1 - sum_y p(y) T[y, y], with p(y) the clean
+    prior that the observed frequencies of `rows` imply through T (whatever prior the run uses):
+    label-free, and exact for the true T up to sampling noise."""
+    prior = np.exp(initial_log_prior(labels.take(rows), transition_matrix=transition))
+    return implied_noise_rate(transition, prior)
+
+
 def maps_prior_through_t(config: TrainConfig) -> bool:
     """Whether a noisy-label run's class prior is the one its observed label frequencies imply
     through its T (`noisy_prior` "transition", DMIS; and the oracle T always), not the frequencies."""
@@ -440,7 +448,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         truth = torch.tensor(labels.true_labels, device=images.device)
         info["table_true_class_rate"] = float((after == truth)[fit].float().mean())
     if state.transition is not None and config.transition == "estimate":  # label-free: the run's own estimate
-        info["estimated_noise_rate"] = implied_noise_rate(state.transition.numpy(), state.log_prior.exp().cpu().numpy())
+        info["estimated_noise_rate"] = estimated_noise_rate(labels, np.flatnonzero(fit_np), state.transition.numpy())
     if state.transition is not None and labels.transition_matrix is not None:
         err = np.abs(state.transition.numpy() - labels.transition_matrix)
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
@@ -770,8 +778,8 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
                "temperature": state.temperature, "posterior": state.posterior.to_dict()}
     if state.transition is not None and config.method == "dmis" and config.transition == "estimate":
         # noisy labels: how many of them the run's estimated T says are wrong (label-free; README)
-        summary["estimated_noise_rate"] = implied_noise_rate(state.transition.numpy(),
-                                                             state.log_prior.exp().cpu().numpy())
+        summary["estimated_noise_rate"] = estimated_noise_rate(
+            labels, np.flatnonzero(label_rows(labels.num_samples, validation).numpy()), state.transition.numpy())
     if labels.kind == "pu":  # the share of positives the run used; the stored one only as a diagnostic
         summary["pu_prior"] = float(state.log_prior.exp()[1] / state.log_prior.exp().sum())
         if labels.class_prior is not None:

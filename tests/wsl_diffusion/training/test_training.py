@@ -188,7 +188,7 @@ def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_de
     err = np.abs(state.transition.numpy() - realised)
     assert err.max() < 0.03 < start, (err.max(), start)
     assert "transition_error_max" not in info  # the label set stores no T: nothing to compare with
-    # the noise rate the estimate implies, with the run's prior, is the share of wrong labels
+    # the noise rate the estimate implies (its prior through T, label-free) is the share of wrong labels
     assert abs(info["estimated_noise_rate"] - (z != y).mean()) < 0.03
     np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
 
