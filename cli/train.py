@@ -21,8 +21,8 @@ from label_models.io import load_labels
 from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
                         print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, NOISY_PRIORS, POSTERIOR_FITS, PU_PRIORS,
-                                  TABLE_PRUNED, TIE_BREAKS, TRANSITIONS, Execution, TrainConfig, default_interval,
-                                  default_table_unmix, default_topk)
+                                  TABLE_PRUNED, TIE_BREAKS, TRANSITIONS, TRANSITION_MSTEPS, Execution, TrainConfig,
+                                  default_interval, default_table_unmix, default_topk)
 from wsl_diffusion.data.datasets import targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS
@@ -78,6 +78,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
+    m.add_argument("--transition-mstep", choices=TRANSITION_MSTEPS, default="em",
+                   help="noisy labels, --transition estimate: em (Dawid-Skene EM on the model's posterior, default) "
+                        "or posterior (once the table has settled, count the table's posterior against the labels "
+                        "once: the network trained on the labels, so EM would count them twice; see README)")
     m.add_argument("--noisy-prior", choices=NOISY_PRIORS, default="observed",
                    help="noisy labels, DMIS: the clean class prior: observed (the label frequencies, default) or "
                         "transition (the prior those frequencies imply through the run's T; see README)")
@@ -183,7 +187,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
         disputed_uncond=args.disputed_uncond,
-        transition=args.transition, noisy_prior=args.noisy_prior, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,
+        transition=args.transition, transition_mstep=args.transition_mstep, noisy_prior=args.noisy_prior, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,
         pu_prior=args.pu_prior,
         holdout=args.holdout, validation=args.validation, checkpoint_every_kimg=args.checkpoint_kimg,
         samples_per_class=args.samples_per_class,

@@ -14,6 +14,7 @@ TRANSITIONS = ("estimate", "assumed", "oracle")
 PU_PRIORS = ("estimate", "oracle")  # or the share of positives itself, a number in (0, 1)
 NOISY_CLS = ("elr", "forward", "table")
 NOISY_PRIORS = ("transition", "observed")
+TRANSITION_MSTEPS = ("em", "posterior")
 TIE_BREAKS = ("random", "index")
 TABLE_PRUNED = ("zero", "coarse")
 POSTERIOR_FITS = ("refit", "prune", "fixed")
@@ -139,6 +140,13 @@ class TrainConfig:
       `assumed_noise_rate`; skipped while the model is uninformative), "assumed" (that symmetric T,
       fixed), or "oracle" (the T stored in the label file: for ablations; a real label file has
       none). transition_smoothing: the Dirichlet pseudo-count per row of the T estimate.
+    transition_mstep: how `transition="estimate"` turns the model's posterior into T. "em":
+      Dawid-Skene EM with the posterior held fixed (w ∝ p(y | x) T[y, z], then count), which is
+      right for rows the network never trained on. "posterior": once the table has settled, one
+      count of the table's posterior itself, T[y, z] ∝ sum_n p(y | x_n) [z_n = z]: on rows the
+      network trained on, its posterior already carries z, and EM's restriction counts z again at
+      every round, so its T comes out too close to the identity (README). Before the table has
+      settled both use EM (a young model's posterior is too flat to count).
     noisy_prior: DMIS with noisy labels: the clean class prior p(y) of the E-step, the
       classification term and the test posterior. "observed" (the default): the observed label
       frequencies, which over-weight the classes that noise flips labels into (asym-40 on digits:
@@ -210,6 +218,7 @@ class TrainConfig:
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0
+    transition_mstep: str = "em"
     noisy_prior: str = "observed"
     pu_prior: float | str = "estimate"
     noisy_cls: str = "elr"
@@ -257,6 +266,9 @@ class TrainConfig:
                                                 and not isinstance(self.pu_prior, bool) and 0 < self.pu_prior < 1)):
             raise ValueError(f"`pu_prior` must be estimate, oracle or the share of positives in (0, 1); "
                              f"got {self.pu_prior!r}")
+        if self.transition_mstep not in TRANSITION_MSTEPS:
+            raise ValueError(f"unknown `transition_mstep` {self.transition_mstep!r}; "
+                             f"choose one of {', '.join(TRANSITION_MSTEPS)}")
         if self.noisy_prior not in NOISY_PRIORS:
             raise ValueError(f"unknown `noisy_prior` {self.noisy_prior!r}; choose one of {', '.join(NOISY_PRIORS)}")
         if self.noisy_cls not in NOISY_CLS:
@@ -335,6 +347,7 @@ class TrainConfig:
         # Runs saved before `noisy_prior` existed used the observed label frequencies: a resume
         # goes on as the run began, whatever the default becomes.
         d.setdefault("noisy_prior", "observed")
+        d.setdefault("transition_mstep", "em")  # the same for the T M-step (before 2026-12-07)
         if isinstance(d.get("posterior"), dict):
             d["posterior"] = PosteriorConfig(**d["posterior"])
         return cls(**d)

@@ -208,3 +208,29 @@ def test_implied_noise_rate_is_the_share_of_wrong_labels():
     assert abs(implied_noise_rate(t, freq) - (z != y).mean()) < 3 * np.sqrt(0.28 * 0.72 / len(y))
     with pytest.raises(ValueError, match="K = 3"):
         implied_noise_rate(t, np.full(3, 1 / 3))
+
+
+def test_one_count_of_label_aware_posteriors_recovers_t_where_em_counts_the_label_twice():
+    """What a network that trained on a row's noisy label z gives at that row: a posterior that
+    already carries z. Take it exact, w ∝ p(y | x) T[y, z] with y ~ p(y | x), z ~ T[y]. Counting
+    it once against z is unbiased for the joint of (y, z), so `transition_m_step` returns T;
+    Dawid-Skene EM multiplies it by T[y, z] again at every round, so its estimate is pulled
+    towards the identity and implies less noise than there is (the `--transition-mstep` choice)."""
+    from label_models.transition import estimate_transition_em, transition_m_step
+
+    rng = np.random.default_rng(3)
+    k, n = 4, 40000
+    p = rng.dirichlet(np.full(k, 0.5), size=n)  # p(y | x): informative but not one-hot
+    y = (p.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    t = asymmetric_transition(k, 0.3, {0: 1, 2: 3})
+    z = (t[y].cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    w = p * t[:, z].T
+    w /= w.sum(axis=1, keepdims=True)
+    once = transition_m_step(w, z, smoothing=0.0)
+    assert np.abs(once - t).max() < 0.02
+    twice = estimate_transition_em(w, z, init=t, smoothing=0.0)
+    prior = np.bincount(y, minlength=k) / n
+    assert implied_noise_rate(twice, prior) < implied_noise_rate(t, prior) - 0.05
+    # on p(y | x) itself, a posterior that has not seen z, EM is the right estimator and recovers T
+    np.testing.assert_allclose(estimate_transition_em(p, z, init=symmetric_transition(k, 0.2), smoothing=0.0), t,
+                               atol=0.03)

@@ -68,6 +68,12 @@ def test_configs_saved_with_execution_settings_still_load():
     # saved before the noisy-label prior went through T: resumed with the prior it trained with
     before_prior = {k: v for k, v in TrainConfig().to_dict().items() if k != "noisy_prior"}
     assert TrainConfig.from_dict(before_prior) == TrainConfig(noisy_prior="observed")
+    # and before the T M-step had a choice: resumed with Dawid-Skene EM, whatever the default becomes
+    before_mstep = {k: v for k, v in TrainConfig(transition_mstep="posterior").to_dict().items()
+                    if k != "transition_mstep"}
+    assert TrainConfig.from_dict(before_mstep).transition_mstep == "em"
+    with pytest.raises(ValueError, match="transition_mstep"):
+        TrainConfig(transition_mstep="twice")
     with pytest.raises(ValueError, match="`precision`"):
         Execution(precision="fp8")
 

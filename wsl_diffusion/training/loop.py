@@ -34,7 +34,7 @@ from label_models.io import save_labels
 from label_models.likelihood import initial_log_prior, label_likelihood, pick_candidates
 from label_models.priors import partial_prior_update
 from label_models.transition import (estimate_transition_anchor, estimate_transition_em, implied_noise_rate,
-                                     symmetric_transition, unmix_posterior)
+                                     symmetric_transition, transition_m_step, unmix_posterior)
 
 from wsl_diffusion.config import Execution, TrainConfig
 from wsl_diffusion.data.datasets import ArrayDataset, to_model_space
@@ -403,11 +403,22 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
         # model does) identifies nothing about T: keep the current estimate.
         if tau < TAU_BOUND_UNINFORMATIVE:
-            p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp().double().cpu().numpy()
-            if unmixing is not None:
-                p_coarse = unmix_posterior(p_coarse, unmixing)
-            t = estimate_transition_em(p_coarse, np.asarray(labels.observed)[fit_np],
-                                       init=state.transition.numpy(), smoothing=config.transition_smoothing)
+            observed = np.asarray(labels.observed)[fit_np]
+            if config.transition_mstep == "posterior" and state.table_settled:
+                # The network trained on these rows: its posterior already carries each row's z,
+                # and EM's E-step, p(y | x) T[y, z], would count z again, round after round,
+                # pulling T towards the identity (README, "the E-step without an oracle"). Read the
+                # table's posterior as p(y | x, z) and count once: T[y, z] ∝ sum_n p(y | x_n) [z_n = z].
+                t = transition_m_step(probs[fit].double().cpu().numpy(), observed,
+                                      smoothing=config.transition_smoothing)
+                info["transition_from_posterior"] = True
+            else:
+                p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp().double().cpu().numpy()
+                if unmixing is not None:
+                    p_coarse = unmix_posterior(p_coarse, unmixing)
+                t = estimate_transition_em(p_coarse, observed, init=state.transition.numpy(),
+                                           smoothing=config.transition_smoothing)
+                info["transition_from_posterior"] = False
             state.transition = torch.as_tensor(t)
             if maps_prior_through_t(config):  # the clean prior this T implies, from the next table on
                 state.log_prior = torch.as_tensor(

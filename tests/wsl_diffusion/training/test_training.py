@@ -6,7 +6,7 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.labels import ImpreciseLabels
-from label_models.transition import empirical_transition
+from label_models.transition import empirical_transition, transition_m_step
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.posterior import INFERENCE_DRAWS, PosteriorConfig
 from wsl_diffusion.run import load_checkpoint
@@ -192,6 +192,30 @@ def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_de
     assert abs(info["estimated_noise_rate"] - (z != y).mean()) < 0.03
     np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
 
+
+
+def test_the_posterior_m_step_counts_the_settled_table_once_and_recovers_the_noise(gaussian_denoiser):
+    """`transition_mstep="posterior"` keeps EM until the table has settled (a young posterior is
+    too flat to count), then sets T to one count of the table's posterior against the labels. On
+    an exact model that count is the realised noise process, and the T goes into the labels'
+    likelihood exactly as EM's does."""
+    images, y = gaussian_classes(gaussian_denoiser, n_per_class=400)
+    true_t = np.array([[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0, 0, 0.7, 0.3], [0, 0, 0, 1.0]])
+    z = np.array([np.random.default_rng(i).choice(4, p=true_t[c]) for i, c in enumerate(y)])
+    labels = ImpreciseLabels(matrix=np.eye(4, dtype=np.float32)[z], kind="noisy", observed=z)
+    cfg = TrainConfig(transition_mstep="posterior", transition_smoothing=0.0, table_unmix=False,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4))
+    state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+    infos = []
+    for _ in range(4):
+        settled_before = state.table_settled
+        infos.append(refresh_table(state, cfg, images, tensors, labels))
+        assert infos[-1]["transition_from_posterior"] == settled_before
+    assert [i["transition_from_posterior"] for i in infos] == [False, False, True, True]
+    np.testing.assert_allclose(state.transition.numpy(), transition_m_step(state.table.double().numpy(), z,
+                                                                           smoothing=0.0), atol=1e-12)
+    assert np.abs(state.transition.numpy() - empirical_transition(y, z, 4)).max() < 0.03
+    np.testing.assert_allclose(tensors["lik"].numpy(), state.transition.numpy()[:, z].T.astype(np.float32), rtol=1e-6)
 
 
 def test_the_noisy_prior_follows_the_estimated_t_to_the_clean_class_frequencies(gaussian_denoiser):
