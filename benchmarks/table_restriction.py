@@ -16,6 +16,13 @@ validation split, on those never-trained rows:
   * a diagnostic that reads the truth (synthetic label files only): the share labelled right.
 Beside them, label-free, the noise rate that the run's estimated T and prior imply,
 1 - sum_y pi_y T[y, y] (`implied_noise_rate`), and, read from the truth, the realised one.
+
+With --mstep it also re-estimates T from the same final model's trained rows both ways that
+`--transition-mstep` offers, on the posterior each would read at a settled refresh (unmixed, as
+the default unmixes then): "em" (Dawid-Skene EM on the all-class posterior of the pruning pass)
+and "posterior" (one count of the table's posterior). For each T: its implied noise rate and
+log |det T| (label-free), its max and mean error against the true T, and the share of E-step
+labels (beta = 1) that are right on trained and on validation rows.
 No choice is made from it.
 """
 from __future__ import annotations
@@ -26,14 +33,45 @@ import json
 import numpy as np
 import torch
 
-from label_models.transition import implied_noise_rate
+from label_models.transition import (estimate_transition_anchor, estimate_transition_em, implied_noise_rate,
+                                     transition_m_step, unmix_posterior)
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.eval.validation import validation_split
-from wsl_diffusion.posterior import diffusion_posterior, log_posterior
+from wsl_diffusion.posterior import diffusion_posterior, fit_temperature, log_posterior
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
 
 
-def restriction_of_run(run_dir: str, betas: list[float]) -> dict:
+def mstep_comparison(run, ckpt, result, probs, lik, held) -> dict:
+    """T re-estimated from the final model's trained rows by EM and by one count (see --mstep)."""
+    fit = ~held
+    z = np.array(run.labels.observed)
+    tau = fit_temperature(result.coarse_errors[fit], lik[fit], log_prior=run.log_prior)
+    p_all = log_posterior(result.coarse_errors, temperature=tau, log_prior=run.log_prior).exp().double().numpy()
+    unmixing = estimate_transition_anchor(p_all[fit.numpy()])
+    p_all, p_table = unmix_posterior(p_all, unmixing), unmix_posterior(probs.double().numpy(), unmixing)
+    fit_np = fit.numpy()
+    estimates = {"em": estimate_transition_em(p_all[fit_np], z[fit_np], init=np.asarray(ckpt["transition"], float),
+                                              smoothing=run.config.transition_smoothing),
+                 "posterior": transition_m_step(p_table[fit_np], z[fit_np], smoothing=run.config.transition_smoothing)}
+    prior = run.log_prior.exp().double().numpy()
+    truth = None if run.labels.true_labels is None else np.array(run.labels.true_labels)
+    out = {}
+    for name, t in estimates.items():
+        rec = {"implied_noise_rate": implied_noise_rate(t, prior), "log_det": float(np.linalg.slogdet(t)[1])}
+        if run.labels.transition_matrix is not None:
+            err = np.abs(t - run.labels.transition_matrix)
+            rec["error_max"], rec["error_mean"] = float(err.max()), float(err.mean())
+        if truth is not None:
+            right = (p_table * t[:, z].T).argmax(1) == truth
+            rec["trained_true_class_rate"] = float(right[fit_np].mean())
+            rec["validation_true_class_rate"] = float(right[~fit_np].mean()) if (~fit_np).any() else None
+        out[name] = rec
+        print(f"{run.run_dir} [T by {name}]  " + "  ".join(f"{k} {v:.4f}" for k, v in rec.items() if v is not None),
+              flush=True)
+    return out
+
+
+def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False) -> dict:
     run = load_run(run_dir)
     if run.labels.kind != "noisy":
         raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this script is for noisy labels")
@@ -41,9 +79,9 @@ def restriction_of_run(run_dir: str, betas: list[float]) -> dict:
     n = len(train.images)
     ckpt = load_checkpoint(run.run_dir / CHECKPOINT_NAME)
     lik = torch.as_tensor(run_label_likelihood(ckpt, run.labels, run.config), dtype=torch.float32)
-    errors = diffusion_posterior(run.net, to_model_space(train.images), run.posterior,
-                                 generator=torch.Generator().manual_seed(1)).errors
-    probs = log_posterior(errors, temperature=run.temperature, log_prior=run.log_prior).exp()
+    result = diffusion_posterior(run.net, to_model_space(train.images), run.posterior,
+                                 generator=torch.Generator().manual_seed(1))
+    probs = log_posterior(result.errors, temperature=run.temperature, log_prior=run.log_prior).exp()
     observed = torch.as_tensor(np.array(run.labels.observed))
     truth = None if run.labels.true_labels is None else torch.as_tensor(np.array(run.labels.true_labels))
     held = torch.zeros(n, dtype=torch.bool)
@@ -69,6 +107,8 @@ def restriction_of_run(run_dir: str, betas: list[float]) -> dict:
     realised = "" if truth is None else f", realised {100 * out['realised_noise_rate']:.1f}%"
     print(f"{run_dir}  noise rate implied by the estimated T {100 * out['implied_noise_rate']:.1f}%{realised}",
           flush=True)
+    if mstep:
+        out["transition_mstep"] = mstep_comparison(run, ckpt, result, probs, lik, held)
     return out
 
 
@@ -76,11 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--betas", default="0,0.25,0.5,0.75,1")
+    parser.add_argument("--mstep", action="store_true", help="also compare the two T M-steps on the final model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the per-run results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [restriction_of_run(r, [float(b) for b in args.betas.split(",")]) for r in args.run_dirs]
+    results = [restriction_of_run(r, [float(b) for b in args.betas.split(",")], mstep=args.mstep)
+               for r in args.run_dirs]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
