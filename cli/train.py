@@ -59,6 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the refresh interval doubles up to this once the table settles (default 32; 0 = fixed)")
     m.add_argument("--table-settle", type=float, default=0.02,
                    help="a refresh that moves fewer than this share of the labels counts as settled (default 0.02)")
+    m.add_argument("--table-settle-floor", action=argparse.BooleanOptionalAction, default=False,
+                   help="also count a refresh as settled when it moves fewer labels than two noise draws of the "
+                        "same model disagree on (a second posterior pass on up to 512 rows; see README)")
     m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
     m.add_argument("--table-keep-label", action="store_true",
@@ -183,7 +186,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr, ema_halflife_kimg=args.ema_halflife_kimg, seed=args.seed,
         posterior=posterior_from_args(args, default_interval(kind)), posterior_fit=args.posterior_fit,
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
-        table_settle=args.table_settle, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
+        table_settle=args.table_settle, table_settle_floor=args.table_settle_floor, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
         table_restrict_settled=args.table_restrict_settled,
         disputed_uncond=args.disputed_uncond,

@@ -107,6 +107,11 @@ class TrainConfig:
       `table_settle` of the restricted labels (argmax) doubles the interval, up to the max.
       Frequent early E-steps are what disambiguates labels (see README); a settled table needs
       few. max None keeps the interval fixed.
+    table_settle_floor: settle against the table's Monte-Carlo noise too: each refresh of a
+      trusted model draws the posterior twice more on up to `MC_FLOOR_ROWS` rows, and the table
+      counts as settled once it moves fewer labels than those two draws disagree on (or fewer than
+      `table_settle`). One noise draw per level moves 2-5% of a trained digits model's labels by
+      itself (README), above the fixed 2%, so some runs never settle.
     table_tie_break: "random" orders classes of equal weight (a flat table, zero-weight classes)
       by a uniform draw of the step, so nothing depends on class index order; "index" is the old
       behaviour (lowest index first), kept for ablations.
@@ -209,6 +214,7 @@ class TrainConfig:
     table_refresh_kimg: float | None = None  # first refresh interval; None: refresh_kimg(kind)
     table_refresh_max_kimg: float | None = 32.0  # the interval doubles up to this (None: never grows)
     table_settle: float = 0.02  # ... each time fewer than this share of the table's labels moved
+    table_settle_floor: bool = False
     table_tie_break: str = "random"
     table_keep_label: bool = False
     table_pruned: str = "zero"
@@ -348,6 +354,7 @@ class TrainConfig:
         # goes on as the run began, whatever the default becomes.
         d.setdefault("noisy_prior", "observed")
         d.setdefault("transition_mstep", "em")  # the same for the T M-step (before 2026-12-07)
+        d.setdefault("table_settle_floor", False)  # and for the settle test
         if isinstance(d.get("posterior"), dict):
             d["posterior"] = PosteriorConfig(**d["posterior"])
         return cls(**d)

@@ -310,6 +310,30 @@ def model_trusted(errors: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tens
     return trusted, {"heldout_gain": ev["gain"], "heldout_gain_stderr": ev["stderr"], "model_trusted": trusted}
 
 
+MC_FLOOR_ROWS = 512  # rows drawn twice for the settle test's Monte-Carlo floor
+
+
+@torch.no_grad()
+def mc_floor(state: TrainState, images: torch.Tensor, restriction: torch.Tensor, fit: torch.Tensor,
+             unmixing: np.ndarray | None, gen: torch.Generator, chunk: int) -> float:
+    """The share of table labels (argmax of the posterior times `restriction`) that differ between
+    two independent noise draws of the same model on up to MC_FLOOR_ROWS of the `fit` rows: how much
+    a refresh moves through Monte-Carlo noise alone. The posterior is the table's (its schedule,
+    pruning, tau, prior and, when given, unmixing)."""
+    rows = torch.nonzero(fit).squeeze(1)
+    rows = rows[torch.randperm(len(rows), generator=gen)[:MC_FLOOR_ROWS].to(rows.device)]
+    labels = []
+    for _ in range(2):
+        errors = torch.cat([diffusion_posterior(state.ema, images[rows[i:i + chunk]], state.posterior,
+                                                generator=gen).errors for i in range(0, len(rows), chunk)])
+        probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
+        if unmixing is not None:
+            probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
+                                    dtype=probs.dtype, device=probs.device)
+        labels.append(restrict_posterior(probs, restriction[rows]).argmax(1))
+    return float((labels[0] != labels[1]).float().mean())
+
+
 @torch.no_grad()
 def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
                   labels, held: torch.Tensor | None = None, validation: torch.Tensor | None = None,
@@ -443,7 +467,12 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     state.refreshes += 1
     after = restrict_posterior(probs, lik if restricts else torch.ones_like(lik)).argmax(1)
     moved = float((after != before)[fit].float().mean())
-    settled = moved < config.table_settle and trusted
+    if config.table_settle_floor and trusted:
+        # What an unchanged model would move: two independent draws of the table's posterior on a
+        # sample of the rows. A table that moves no more than that has stopped changing.
+        floor = mc_floor(state, images, lik if restricts else torch.ones_like(lik), fit, unmixing, gen, chunk)
+        info["table_mc_floor"] = floor
+    settled = (moved < config.table_settle or moved <= info.get("table_mc_floor", -1.0)) and trusted
     state.table_settled = state.table_settled or settled
     if (settled and config.table_refresh_max_kimg is not None
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):

@@ -170,6 +170,51 @@ def test_refresh_interval_doubles_once_the_table_stops_moving(gaussian_denoiser)
     assert state.next_refresh_nimg == 1000 * (1 + 1 + 2 + 4 + 4)
 
 
+def test_the_settle_floor_is_what_two_noise_draws_of_one_model_disagree_on(gaussian_denoiser):
+    """`mc_floor` draws the table's posterior twice on a sample of 512 rows and counts the labels
+    that differ: within binomial error of what two other independent draws disagree on over all
+    rows, for two class overlaps (the wider one moves several percent by noise alone)."""
+    from wsl_diffusion.posterior import diffusion_posterior, log_posterior
+    from wsl_diffusion.training.loop import mc_floor, restrict_posterior
+
+    cfg = TrainConfig(posterior=PosteriorConfig(schedule="interval", sigma_lo=0.05, sigma_hi=1.0, num_sigmas=4))
+    for denoiser in (gaussian_denoiser, type(gaussian_denoiser)(gaussian_denoiser.means, s=0.8)):
+        images, y = gaussian_classes(denoiser, n_per_class=250)
+        labels = noisy_gaussian_labels(y)
+        state, tensors = refresh_state(denoiser, labels, cfg, images)
+        refresh_table(state, cfg, images, tensors, labels)  # tau fitted to the model
+        fit = torch.ones(len(images), dtype=torch.bool)
+        floor = mc_floor(state, images, tensors["lik"], fit, None, torch.Generator().manual_seed(1), 512)
+        tables = [restrict_posterior(log_posterior(diffusion_posterior(denoiser, images, state.posterior,
+                                                                       generator=torch.Generator().manual_seed(s)).errors,
+                                                   temperature=state.temperature, log_prior=state.log_prior).exp(),
+                                     tensors["lik"]).argmax(1) for s in (2, 3)]
+        reference = float((tables[0] != tables[1]).float().mean())
+        se = np.sqrt(reference * (1 - reference) * (1 / 512 + 1 / len(images)))
+        assert reference > 0.01 and abs(floor - reference) < 4 * se, (floor, reference)
+
+
+def test_with_the_settle_floor_a_table_that_moves_only_by_noise_counts_as_settled(gaussian_denoiser):
+    """With `table_settle` 0 a fixed model's table, which moves no label after the first refresh,
+    never counts as settled (nothing moves fewer than 0); against the floor, which is 0 for this
+    model, it settles at the second refresh, and the floor is logged."""
+    images, y = gaussian_classes(gaussian_denoiser)
+    labels = corrupt(y, num_classes=4, spec=CorruptionSpec(supervision="partial", q=0.3, seed=0))
+    settled = {}
+    for floor in (False, True):
+        cfg = TrainConfig(table_settle=0.0, table_settle_floor=floor,
+                          posterior=PosteriorConfig(schedule="interval", sigma_lo=0.1, sigma_hi=1.0, num_sigmas=3))
+        state, tensors = refresh_state(gaussian_denoiser, labels, cfg, images)
+        infos = [refresh_table(state, cfg, images, tensors, labels) for _ in range(3)]
+        settled[floor] = [i["table_settled"] for i in infos]
+        floors = [i.get("table_mc_floor") for i in infos]
+        if floor:
+            assert floors[1:] == [0.0, 0.0] and floors[0] < infos[0]["labels_moved"]
+        else:
+            assert floors == [None] * 3
+    assert settled == {False: [False, False, False], True: [False, True, True]}
+
+
 def test_the_t_estimate_recovers_the_noise_from_an_informative_model(gaussian_denoiser):
     """With an exact class-conditional model the E-step posteriors are near one-hot, and the
     M-step turns them into the noise process: the estimate lands near the true asymmetric T,
