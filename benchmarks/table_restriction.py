@@ -23,6 +23,9 @@ the default unmixes then): "em" (Dawid-Skene EM on the all-class posterior of th
 and "posterior" (one count of the table's posterior). For each T: its implied noise rate and
 log |det T| (label-free), its max and mean error against the true T, and the share of E-step
 labels (beta = 1) that are right on trained and on validation rows.
+With --floor it also draws the table three more times (seeds 100-102) and reports, label-free,
+the share of training rows whose E-step label differs between each two of those draws: what a
+refresh of an unchanged model moves through Monte-Carlo noise alone (`--table-settle-floor`).
 No choice is made from it.
 """
 from __future__ import annotations
@@ -71,7 +74,17 @@ def mstep_comparison(run, ckpt, result, probs, lik, held) -> dict:
     return out
 
 
-def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False) -> dict:
+def draw_floor(run, images, lik) -> list[float]:
+    """Shares of rows whose E-step label differs between two independent one-draw tables (3 pairs)."""
+    labels = []
+    for seed in (100, 101, 102):
+        errors = diffusion_posterior(run.net, images, run.posterior, generator=torch.Generator().manual_seed(seed)).errors
+        probs = log_posterior(errors, temperature=run.temperature, log_prior=run.log_prior).exp()
+        labels.append((probs * lik).argmax(1))
+    return [float((labels[i] != labels[j]).float().mean()) for i, j in ((0, 1), (0, 2), (1, 2))]
+
+
+def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False, floor: bool = False) -> dict:
     run = load_run(run_dir)
     if run.labels.kind != "noisy":
         raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this script is for noisy labels")
@@ -109,6 +122,10 @@ def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False) ->
           flush=True)
     if mstep:
         out["transition_mstep"] = mstep_comparison(run, ckpt, result, probs, lik, held)
+    if floor:
+        out["draw_floor"] = draw_floor(run, to_model_space(train.images), lik)
+        print(f"{run_dir}  labels moved between two draws of the same model: "
+              + ", ".join(f"{100 * f:.1f}%" for f in out["draw_floor"]), flush=True)
     return out
 
 
@@ -117,11 +134,13 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--betas", default="0,0.25,0.5,0.75,1")
     parser.add_argument("--mstep", action="store_true", help="also compare the two T M-steps on the final model")
+    parser.add_argument("--floor", action="store_true", help="also measure the table's Monte-Carlo floor")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the per-run results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [restriction_of_run(r, [float(b) for b in args.betas.split(",")], mstep=args.mstep)
+    results = [restriction_of_run(r, [float(b) for b in args.betas.split(",")], mstep=args.mstep,
+                                  floor=args.floor)
                for r in args.run_dirs]
     if args.json:
         with open(args.json, "w") as f:
