@@ -60,8 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-settle", type=float, default=0.02,
                    help="a refresh that moves fewer than this share of the labels counts as settled (default 0.02)")
     m.add_argument("--table-settle-floor", action=argparse.BooleanOptionalAction, default=False,
-                   help="also count a refresh as settled when it moves fewer labels than two noise draws of the "
-                        "same model disagree on (a second posterior pass on up to 512 rows; see README)")
+                   help="also count a refresh as settled when it moves no more labels than two noise draws of "
+                        "the same model disagree on (a second posterior pass on up to 512 rows; see README)")
     m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
     m.add_argument("--table-keep-label", action="store_true",

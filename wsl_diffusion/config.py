@@ -109,8 +109,8 @@ class TrainConfig:
       few. max None keeps the interval fixed.
     table_settle_floor: settle against the table's Monte-Carlo noise too: each refresh of a
       trusted model draws the posterior twice more on up to `MC_FLOOR_ROWS` rows, and the table
-      counts as settled once it moves fewer labels than those two draws disagree on (or fewer than
-      `table_settle`). One noise draw per level moves 2-6% of a trained digits model's labels by
+      counts as settled once it moves no more labels than those two draws disagree on (or fewer
+      than `table_settle`). One noise draw per level moves 2-6% of a trained digits model's labels by
       itself (README), above the fixed 2%, so some runs never settle.
     table_tie_break: "random" orders classes of equal weight (a flat table, zero-weight classes)
       by a uniform draw of the step, so nothing depends on class index order; "index" is the old
