@@ -465,14 +465,16 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     # because EM converged: it counts as settled only once the model is trusted.
     state.table = probs
     state.refreshes += 1
-    after = restrict_posterior(probs, lik if restricts else torch.ones_like(lik)).argmax(1)
+    restriction = lik if restricts else torch.ones_like(lik)
+    after = restrict_posterior(probs, restriction).argmax(1)
     moved = float((after != before)[fit].float().mean())
+    settled = moved < config.table_settle
     if config.table_settle_floor and trusted:
         # What an unchanged model would move: two independent draws of the table's posterior on a
         # sample of the rows. A table that moves no more than that has stopped changing.
-        floor = mc_floor(state, images, lik if restricts else torch.ones_like(lik), fit, unmixing, gen, chunk)
-        info["table_mc_floor"] = floor
-    settled = (moved < config.table_settle or moved <= info.get("table_mc_floor", -1.0)) and trusted
+        info["table_mc_floor"] = mc_floor(state, images, restriction, fit, unmixing, gen, chunk)
+        settled = settled or moved <= info["table_mc_floor"]
+    settled = settled and trusted
     state.table_settled = state.table_settled or settled
     if (settled and config.table_refresh_max_kimg is not None
             and state.refresh_interval_kimg < config.table_refresh_max_kimg):
