@@ -831,7 +831,7 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             summary["validation"] = score_validation(
                 state.ema, state.posterior, temperature=state.temperature, log_prior=state.log_prior, images=images,
                 lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed,
-                shared_lik=shared_label_likelihood(labels, config))
+                shared_lik=shared_label_likelihood(labels, config), heldout_t=config.assumed_noise_rate)
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, state, test_images, test_targets)

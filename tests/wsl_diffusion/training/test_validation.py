@@ -7,6 +7,7 @@ import torch
 
 from label_models.corruption import CorruptionSpec, corrupt
 from label_models.likelihood import label_likelihood
+from label_models.transition import symmetric_transition
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.eval.validation import run_validation, validation_split
 from wsl_diffusion.posterior import PosteriorConfig, validation_scores
@@ -177,3 +178,60 @@ def test_pu_likelihood_is_the_labelling_rate_not_the_mask():
     mask = torch.as_tensor(labels.matrix, dtype=torch.float64)
     assert score(np.ones_like(truth), mask) >= score(truth, mask)  # the mask cannot tell them apart
     assert score(truth, lik) > score(np.ones_like(truth), lik) + 0.1
+
+
+def _structured_noise_models(n=1500, k=4, seed=0):
+    """Rows whose clean posterior p_A(y | x) is exact by construction (y is drawn from it) and noisy
+    labels z ~ T[y] with two structured flips (0 -> 1 and 2 -> 3, each w.p. 0.4). Model A is that
+    posterior; model B has absorbed the flips: p_B = p_A T, the labels' own posterior, as a network
+    trained on them without a noise model would learn. Both give every label the same probability,
+    A through the true T and B through the identity. Returns (errors_A, errors_B, z, T)."""
+    rng = np.random.default_rng(seed)
+    t = np.eye(k)
+    t[0, :2], t[2, 2:] = [0.6, 0.4], [0.6, 0.4]
+    logits = 2.5 * np.eye(k)[rng.integers(0, k, n)] + rng.normal(size=(n, k))
+    p_a = np.exp(logits - logits.max(1, keepdims=True))
+    p_a /= p_a.sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=p) for p in p_a])
+    z = np.array([rng.choice(k, p=t[c]) for c in y])
+    return torch.as_tensor(-np.log(p_a)), torch.as_tensor(-np.log(p_a @ t)), z, t
+
+
+def test_the_heldout_t_score_does_not_lean_against_removing_structured_noise():
+    """Under the shared symmetric T, model B (flips absorbed) beats model A (flips removed, the
+    true clean posterior) by many standard errors, though both predict every label equally well:
+    the bias the held-out-T score exists to remove. Under T fitted on the other folds of the
+    held-out rows the two tie, and A's fitted T finds the flips."""
+    from wsl_diffusion.eval.validation import heldout_transition_scores
+
+    err_a, err_b, z, t = _structured_noise_models()
+    prior = torch.full((4,), -np.log(4))
+    shared = torch.as_tensor(symmetric_transition(4, 0.2)[:, z].T)
+    d_shared = (np.array(validation_scores(err_b, shared, temperature=1.0, log_prior=prior, per_row=True)["row_log_lik"])
+                - np.array(validation_scores(err_a, shared, temperature=1.0, log_prior=prior, per_row=True)["row_log_lik"]))
+    se = d_shared.std(ddof=1) / np.sqrt(len(d_shared))
+    assert d_shared.mean() > 5 * se  # the shared T prefers the model that kept the flips
+    a = heldout_transition_scores(err_a, z, log_prior=prior, seed=0, assumed_noise_rate=0.2)
+    b = heldout_transition_scores(err_b, z, log_prior=prior, seed=0, assumed_noise_rate=0.2)
+    d = np.array(b["row_log_lik_heldout_t"]) - np.array(a["row_log_lik_heldout_t"])
+    assert abs(d.mean()) < 2 * d.std(ddof=1) / np.sqrt(len(d))
+    assert abs(d.mean()) < 0.1 * d_shared.mean()
+    assert np.abs(np.array(a["transition_heldout"]) - t).max() < 0.1  # A's T: the flips
+    flips = np.array(b["transition_heldout"])[[0, 2], [1, 3]]
+    assert (flips < 0.15).all()  # B's T: hardly any flip left to explain
+    assert a["dominant_rows"] == b["dominant_rows"] == 4
+
+
+def test_dominant_rows_name_a_model_whose_classes_are_swapped():
+    """The held-out-T score cannot tell a model from the same model with two classes swapped (a
+    swapped T fits it as well); the fitted T's rows whose largest entry is not the diagonal can:
+    the swapped model loses exactly the two swapped rows."""
+    from wsl_diffusion.eval.validation import heldout_transition_scores
+
+    err_a, _, z, _ = _structured_noise_models(seed=1)
+    prior = torch.full((4,), -np.log(4))
+    swapped = err_a[:, [1, 0, 2, 3]]
+    a = heldout_transition_scores(err_a, z, log_prior=prior, seed=0, assumed_noise_rate=0.2)
+    c = heldout_transition_scores(swapped, z, log_prior=prior, seed=0, assumed_noise_rate=0.2)
+    assert abs(a["log_lik_heldout_t"] - c["log_lik_heldout_t"]) < 0.02
+    assert a["dominant_rows"] == 4 and c["dominant_rows"] == 2
