@@ -81,10 +81,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
-    m.add_argument("--transition-mstep", choices=TRANSITION_MSTEPS, default="em",
-                   help="noisy labels, --transition estimate: em (Dawid-Skene EM on the model's posterior, default) "
-                        "or posterior (once the table has settled, count the table's posterior against the labels "
-                        "once: the network trained on the labels, so EM would count them twice; see README)")
+    m.add_argument("--transition-mstep", choices=TRANSITION_MSTEPS, default="posterior",
+                   help="noisy labels, --transition estimate: posterior (default: once the table has settled, count "
+                        "the table's posterior against the labels once; the network trained on the labels, so EM "
+                        "would count them twice; see README) or em (Dawid-Skene EM on the model's posterior "
+                        "throughout)")
     m.add_argument("--noisy-prior", choices=NOISY_PRIORS, default="observed",
                    help="noisy labels, DMIS: the clean class prior: observed (the label frequencies, default) or "
                         "transition (the prior those frequencies imply through the run's T; see README)")

@@ -151,7 +151,9 @@ class TrainConfig:
       count of the table's posterior itself, T[y, z] ∝ sum_n p(y | x_n) [z_n = z]: on rows the
       network trained on, its posterior already carries z, and EM's restriction counts z again at
       every round, so its T comes out too close to the identity (README). Before the table has
-      settled both use EM (a young model's posterior is too flat to count).
+      settled both use EM (a young model's posterior is too flat to count). "posterior" is the
+      default since 2026-12-07 (second trial on validation, select/heldout_t.md); configs saved
+      before the field existed load as "em", what they ran.
     noisy_prior: DMIS with noisy labels: the clean class prior p(y) of the E-step, the
       classification term and the test posterior. "observed" (the default): the observed label
       frequencies, which over-weight the classes that noise flips labels into (asym-40 on digits:
@@ -224,7 +226,7 @@ class TrainConfig:
     calibrate_table: bool = True
     transition: str = "estimate"
     transition_smoothing: float = 1.0
-    transition_mstep: str = "em"
+    transition_mstep: str = "posterior"
     noisy_prior: str = "observed"
     pu_prior: float | str = "estimate"
     noisy_cls: str = "elr"
