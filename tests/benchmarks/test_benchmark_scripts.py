@@ -36,3 +36,29 @@ def test_accelerator_script_cpu_smoke(tmp_path):
         assert m["steps"] >= 1 and m["train_images_per_second"] > 0
         assert m["posterior"]["interval x6"]["nfe_per_image"] == 60
     assert (tmp_path / "dmis" / "samples.png").is_file()
+
+
+def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_pruned_label(tmp_path, digits_small):
+    """Two known answers: the prior's table is the labels themselves, and a row whose observed
+    class the pruning dropped (probability 0) cannot keep it in the pruned table."""
+    from label_models.corruption import CorruptionSpec, corrupt
+    from wsl_diffusion.config import TrainConfig
+    from wsl_diffusion.posterior import PosteriorConfig
+    from wsl_diffusion.training.loop import train
+
+    train_data, _ = digits_small
+    spec = {"supervision": "noisy", "noise": "sym", "rate": 0.4}
+    labels = corrupt(train_data.targets, num_classes=10, spec=CorruptionSpec(**spec))
+    cfg = TrainConfig(model="tiny", batch_size=32, total_kimg=10 * 32 / 1000, samples_per_class=0, supervision=spec,
+                      posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3,
+                                                keep_classes=3, prune_sigmas=1))
+    train(cfg, tmp_path / "run", train_data=train_data, labels=labels, progress=False)
+    out = tmp_path / "first.json"
+    run_script(["benchmarks/first_table.py", str(tmp_path / "run"), "--json", str(out)])
+    (rec,) = json.loads(out.read_text())
+    truth_rate = float((labels.observed == labels.true_labels).mean())
+    assert rec["labels_true_class_rate"] == pytest.approx(truth_rate)
+    assert rec["tables"]["prior"]["moved_from_z"] == 0.0
+    assert rec["tables"]["prior"]["table_true_class_rate"] == pytest.approx(truth_rate)
+    assert rec["tables"]["pruned"]["moved_from_z"] >= rec["z_dropped_by_pruning"] > 0.0
+    assert set(rec["tables"]) == {"pruned", "all classes", "pruning pass", "prior"}
