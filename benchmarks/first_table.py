@@ -24,9 +24,8 @@ import json
 import numpy as np
 import torch
 
-from wsl_diffusion.data.datasets import to_model_space
+from table_restriction import load_noisy_run
 from wsl_diffusion.posterior import diffusion_posterior, fit_temperature, log_posterior
-from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
 
 
 def table_record(log_p: torch.Tensor, lik: torch.Tensor, observed: torch.Tensor, truth: torch.Tensor | None) -> dict:
@@ -43,15 +42,7 @@ def table_record(log_p: torch.Tensor, lik: torch.Tensor, observed: torch.Tensor,
 
 
 def first_table(run_dir: str) -> dict:
-    run = load_run(run_dir)
-    if run.labels.kind != "noisy":
-        raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this script is for noisy labels")
-    train, _ = run.splits()
-    ckpt = load_checkpoint(run.run_dir / CHECKPOINT_NAME)
-    lik = torch.as_tensor(run_label_likelihood(ckpt, run.labels, run.config), dtype=torch.float32)
-    x = to_model_space(train.images)
-    observed = torch.as_tensor(np.array(run.labels.observed))
-    truth = None if run.labels.true_labels is None else torch.as_tensor(np.array(run.labels.true_labels))
+    run, ckpt, x, lik, observed, truth = load_noisy_run(run_dir)
     pruned = diffusion_posterior(run.net, x, run.posterior, generator=torch.Generator().manual_seed(1))
     full = diffusion_posterior(run.net, x, run.posterior.replace(keep_classes=None),
                                generator=torch.Generator().manual_seed(1))

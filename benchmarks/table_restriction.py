@@ -84,19 +84,26 @@ def draw_floor(run, images, lik) -> list[float]:
     return [float((labels[i] != labels[j]).float().mean()) for i, j in ((0, 1), (0, 2), (1, 2))]
 
 
-def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False, floor: bool = False) -> dict:
+def load_noisy_run(run_dir: str):
+    """A noisy-label run as these diagnostics read it: (run, checkpoint, training images in model
+    space, the run's label likelihood p(z | y), observed labels, true labels or None). Shared with
+    `first_table.py`."""
     run = load_run(run_dir)
     if run.labels.kind != "noisy":
         raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this script is for noisy labels")
     train, _ = run.splits()
-    n = len(train.images)
     ckpt = load_checkpoint(run.run_dir / CHECKPOINT_NAME)
     lik = torch.as_tensor(run_label_likelihood(ckpt, run.labels, run.config), dtype=torch.float32)
-    result = diffusion_posterior(run.net, to_model_space(train.images), run.posterior,
-                                 generator=torch.Generator().manual_seed(1))
-    probs = log_posterior(result.errors, temperature=run.temperature, log_prior=run.log_prior).exp()
     observed = torch.as_tensor(np.array(run.labels.observed))
     truth = None if run.labels.true_labels is None else torch.as_tensor(np.array(run.labels.true_labels))
+    return run, ckpt, to_model_space(train.images), lik, observed, truth
+
+
+def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False, floor: bool = False) -> dict:
+    run, ckpt, x, lik, observed, truth = load_noisy_run(run_dir)
+    n = len(x)
+    result = diffusion_posterior(run.net, x, run.posterior, generator=torch.Generator().manual_seed(1))
+    probs = log_posterior(result.errors, temperature=run.temperature, log_prior=run.log_prior).exp()
     held = torch.zeros(n, dtype=torch.bool)
     held[validation_split(run.config, run.labels, n)] = True
     implied = implied_noise_rate(np.asarray(ckpt["transition"], dtype=float), run.log_prior.exp().double().numpy())
@@ -123,7 +130,7 @@ def restriction_of_run(run_dir: str, betas: list[float], mstep: bool = False, fl
     if mstep:
         out["transition_mstep"] = mstep_comparison(run, ckpt, result, probs, lik, held)
     if floor:
-        out["draw_floor"] = draw_floor(run, to_model_space(train.images), lik)
+        out["draw_floor"] = draw_floor(run, x, lik)
         print(f"{run_dir}  labels moved between two draws of the same model: "
               + ", ".join(f"{100 * f:.1f}%" for f in out["draw_floor"]), flush=True)
     return out
