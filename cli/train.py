@@ -72,8 +72,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--table-unmix", action=argparse.BooleanOptionalAction, default=None,
                    help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
                         "on before each table, once the table has settled (default: on for noisy labels; see README)")
-    m.add_argument("--table-unmix-early", action=argparse.BooleanOptionalAction, default=False,
-                   help="noisy labels: before the table settles, unmix with the current T estimate (a probe; see README)")
     m.add_argument("--table-restrict-settled", action=argparse.BooleanOptionalAction, default=True,
                    help="noisy labels: keep multiplying a training row's posterior by p(z | y) once the table has "
                         "settled (the network has trained on z, so this counts the label twice; see README)")
@@ -191,7 +189,6 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         table_refresh_kimg=args.table_refresh_kimg, table_refresh_max_kimg=args.table_refresh_max_kimg or None,
         table_settle=args.table_settle, table_settle_floor=args.table_settle_floor, table_tie_break=args.table_tie_break, table_keep_label=args.table_keep_label,
         table_pruned=args.table_pruned, table_unmix=args.table_unmix if args.table_unmix is not None else default_table_unmix(kind),
-        table_unmix_early=args.table_unmix_early,
         table_restrict_settled=args.table_restrict_settled,
         disputed_uncond=args.disputed_uncond,
         transition=args.transition, transition_mstep=args.transition_mstep, noisy_prior=args.noisy_prior, assumed_noise_rate=args.assumed_noise_rate, noisy_cls=args.noisy_cls, elr_lambda=args.elr_lambda,

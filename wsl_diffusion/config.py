@@ -129,9 +129,6 @@ class TrainConfig:
       M-step alike, from the refresh after the first one that moved fewer than `table_settle` of
       the labels (EM's fixed point, which unmixing exists to break; a young model's posterior is
       too flat for anchors). On for noisy labels through `kind_defaults` (README, asym-40).
-    table_unmix_early: noisy labels, with `table_unmix`: before the table has settled, unmix with
-      the current estimate of the labels' own T instead of not at all (a probe, off by default):
-      while the table is still the labels, the network models them, and their transition is T.
     table_restrict_settled: noisy labels: whether the E-step keeps restricting the training rows'
       posterior by p(z | y) once the table has settled. The network's posterior on a row it
       trained on already carries that row's label (the classification term is cross-entropy to z
@@ -224,7 +221,6 @@ class TrainConfig:
     table_keep_label: bool = False
     table_pruned: str = "zero"
     table_unmix: bool = False  # its kind's: `default_table_unmix(kind)`
-    table_unmix_early: bool = False
     table_restrict_settled: bool = True
     disputed_uncond: bool = False
     calibrate_table: bool = True

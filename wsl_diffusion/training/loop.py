@@ -417,21 +417,6 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
             info["unmix_offdiag"] = float(1.0 - np.diag(unmixing).mean())
             probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
                                     dtype=probs.dtype, device=probs.device)
-    elif (labels.kind == "noisy" and config.table_unmix and config.table_unmix_early and trusted
-          and state.transition is not None):
-        # Before the table has settled (probe, `table_unmix_early`): the network was trained on a
-        # table still near the labels, so it models them, and their transition is T. Its tau is
-        # fitted to the labels as its own targets (p(t = z | x)), then T is inverted out. The T
-        # M-step below keeps the plain posterior, so T is not fitted to a posterior it shaped.
-        observed_t = torch.as_tensor(np.asarray(labels.observed), device=images.device).clamp_min(0)
-        own = F.one_hot(observed_t, lik.shape[1]).float()
-        usable = fit & torch.isfinite(errors.gather(1, observed_t[:, None]).squeeze(1))
-        tau_t = fit_temperature(errors[usable], own[usable], log_prior=state.log_prior)
-        info["unmix_early_tau"] = tau_t
-        if tau_t < TAU_BOUND_UNINFORMATIVE:
-            p_t = log_posterior(errors, temperature=tau_t, log_prior=state.log_prior).exp().double().cpu().numpy()
-            probs = torch.as_tensor(unmix_posterior(p_t, state.transition.double().numpy()),
-                                    dtype=probs.dtype, device=probs.device)
     if labels.kind == "noisy" and config.transition == "estimate" and trusted:
         # The M-step needs every class's posterior, and the table has exact zeros where classes
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
