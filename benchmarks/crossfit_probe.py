@@ -1,17 +1,19 @@
 """Would a cross-fitted E-step close the sym-40 / instance-40 gap? A probe that reads the truth.
 
-    python benchmarks/crossfit_probe.py --out runs/crossfit --noise sym --seed 0 [--kimg 128]
+    python benchmarks/crossfit_probe.py --out runs/crossfit --noise sym --seed 0 [--kimg 128] [--folds 2]
 
 `benchmarks/results/digits-256kimg/gap_cause.md` found that on the rows a run trained on, the
 E-step (argmax f(y | x) T[y, z]) is right 4.9 (sym-40) and 7.2 (instance-40) points less often
 than on rows it never trained on: f has already absorbed the row's label, and T counts it again.
-This probe splits the training rows in two halves (a seeded permutation), trains DMIS on each
-half at --kimg (default settings otherwise; `small`, one thread), and labels every row by the
-E-step of the model that did NOT train on it (its inference posterior times its own estimated T).
-It writes OUT/<noise>-40/seed<k>/crossfit.npz (those labels, as clean labels) and prints the
+This probe splits the training rows into --folds folds (a seeded permutation; 2: two halves),
+trains DMIS on all rows but one fold at --kimg (default settings otherwise; `small`, one
+thread), once per fold, and labels every row by the E-step of the model that did NOT train on it
+(its inference posterior times its own estimated T). More folds give each labeller more of the
+data ((K - 1) / K of it) at K training runs per table.
+It writes OUT/<noise>-40/seed<k>[-folds<K>]/crossfit.npz (those labels, as clean labels) and prints the
 `wsl-diff train --labels ...` command that trains DMIS on them from scratch: the "DMIS on table"
 experiment of gap_cause.md with a cross-fitted table instead of the run's own.
-It prints the true-class rates of the labels, the in-sample E-step of each half model on its own
+It prints the true-class rates of the labels, the in-sample E-step of each fold model on its own
 rows, and the cross-fitted E-step. Every number reads the true labels: it chooses nothing.
 """
 from __future__ import annotations
@@ -54,29 +56,32 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--noise", default="sym")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kimg", type=float, default=128.0, help="each half model's budget")
+    ap.add_argument("--kimg", type=float, default=128.0, help="each fold model's budget")
+    ap.add_argument("--folds", type=int, default=2, help="number of folds, K >= 2 (default 2: two halves)")
     args = ap.parse_args()
+    if args.folds < 2:
+        raise SystemExit(f"error: --folds must be at least 2, got {args.folds}")
     torch.set_num_threads(1)
-    out = args.out / f"{args.noise}-40" / f"seed{args.seed}"
+    out = args.out / f"{args.noise}-40" / (f"seed{args.seed}" if args.folds == 2 else f"seed{args.seed}-folds{args.folds}")
     config = config_for(args.noise, args.seed, args.kimg)
     train_data, test_data = load_dataset(config.dataset)
     labels = make_labels(config, train_data)
     truth, z = labels.true_labels, labels.observed
-    halves = np.array_split(np.random.default_rng([args.seed, 0xC7]).permutation(len(z)), 2)
+    folds = np.array_split(np.random.default_rng([args.seed, 0xC7]).permutation(len(z)), args.folds)
     crossfit = np.empty(len(z), dtype=np.int64)
-    report = {"labels": float((z == truth).mean() * 100)}
-    for h, rows in enumerate(halves):
-        run_dir = out / f"half{h}"
+    report = {"labels": float((z == truth).mean() * 100), "folds": args.folds, "kimg": args.kimg}
+    for f, held in enumerate(folds):
+        rows = np.sort(np.concatenate([folds[g] for g in range(args.folds) if g != f]))
+        run_dir = out / (f"half{f}" if args.folds == 2 else f"fold{f}")
         if not (run_dir / "summary.json").is_file():
             part = ArrayDataset(train_data.images[rows], train_data.targets[rows], train_data.class_names)
             train(config, run_dir, train_data=part, labels=labels.take(rows), test_data=test_data,
                   test_targets=test_data.targets, progress=False)
-        other = halves[1 - h]
-        crossfit[other] = estep(run_dir, train_data.images[other], z[other])
+        crossfit[held] = estep(run_dir, train_data.images[held], z[held])
         own = estep(run_dir, train_data.images[rows], z[rows])
-        report[f"half{h} test"] = json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"] * 100
-        report[f"half{h} own rows E-step"] = float((own == truth[rows]).mean() * 100)
-        report[f"half{h} other rows E-step"] = float((crossfit[other] == truth[other]).mean() * 100)
+        report[f"fold{f} test"] = json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"] * 100
+        report[f"fold{f} own rows E-step"] = float((own == truth[rows]).mean() * 100)
+        report[f"fold{f} held-out rows E-step"] = float((crossfit[held] == truth[held]).mean() * 100)
     report["cross-fitted E-step"] = float((crossfit == truth).mean() * 100)
     save_labels(out / "crossfit.npz", ImpreciseLabels(np.eye(labels.num_classes, dtype=np.float32)[crossfit],
                                                       kind="clean", true_labels=truth))
