@@ -58,9 +58,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kimg", type=float, default=128.0, help="each fold model's budget")
     ap.add_argument("--folds", type=int, default=2, help="number of folds, K >= 2 (default 2: two halves)")
+    ap.add_argument("--train-fold", type=int, default=None,
+                    help="only train this fold's model and exit (run several at once, then once without it)")
     args = ap.parse_args()
     if args.folds < 2:
         raise SystemExit(f"error: --folds must be at least 2, got {args.folds}")
+    if args.train_fold is not None and not 0 <= args.train_fold < args.folds:
+        raise SystemExit(f"error: --train-fold must be in 0..{args.folds - 1}, got {args.train_fold}")
     torch.set_num_threads(1)
     out = args.out / f"{args.noise}-40" / (f"seed{args.seed}" if args.folds == 2 else f"seed{args.seed}-folds{args.folds}")
     config = config_for(args.noise, args.seed, args.kimg)
@@ -71,12 +75,16 @@ def main() -> None:
     crossfit = np.empty(len(z), dtype=np.int64)
     report = {"labels": float((z == truth).mean() * 100), "folds": args.folds, "kimg": args.kimg}
     for f, held in enumerate(folds):
+        if args.train_fold is not None and f != args.train_fold:
+            continue
         rows = np.sort(np.concatenate([folds[g] for g in range(args.folds) if g != f]))
         run_dir = out / (f"half{f}" if args.folds == 2 else f"fold{f}")
         if not (run_dir / "summary.json").is_file():
             part = ArrayDataset(train_data.images[rows], train_data.targets[rows], train_data.class_names)
             train(config, run_dir, train_data=part, labels=labels.take(rows), test_data=test_data,
                   test_targets=test_data.targets, progress=False)
+        if args.train_fold is not None:
+            return
         crossfit[held] = estep(run_dir, train_data.images[held], z[held])
         own = estep(run_dir, train_data.images[rows], z[rows])
         report[f"fold{f} test"] = json.loads((run_dir / "summary.json").read_text())["test_accuracy_ema"] * 100
