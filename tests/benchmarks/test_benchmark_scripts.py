@@ -62,3 +62,14 @@ def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_prun
     assert rec["tables"]["prior"]["table_true_class_rate"] == pytest.approx(truth_rate)
     assert rec["tables"]["pruned"]["moved_from_z"] >= rec["z_dropped_by_pruning"] > 0.0
     assert set(rec["tables"]) == {"pruned", "all classes", "pruning pass", "prior"}
+
+
+@pytest.mark.parametrize("args, message", [(["--folds", "1"], "--folds must be at least 2"),
+                                           (["--folds", "3", "--train-fold", "3"], "--train-fold must be in 0..2")])
+def test_crossfit_probe_refuses_bad_folds_before_training(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "benchmarks/crossfit_probe.py", "--out", str(tmp_path), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # refused before any run was started
