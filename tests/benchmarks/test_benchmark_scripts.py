@@ -10,9 +10,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
-def run_script(args, timeout=600):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+def script_process(args, timeout=600):
+    """Run a script from the repository root in a bare environment; the finished process."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+
+
+def run_script(args, timeout=600):
+    proc = script_process(args, timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -67,9 +72,7 @@ def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_prun
 @pytest.mark.parametrize("args, message", [(["--folds", "1"], "--folds must be at least 2"),
                                            (["--folds", "3", "--train-fold", "3"], "--train-fold must be in 0..2")])
 def test_crossfit_probe_refuses_bad_folds_before_training(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "benchmarks/crossfit_probe.py", "--out", str(tmp_path), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+    proc = script_process(["benchmarks/crossfit_probe.py", "--out", str(tmp_path), *args], timeout=120)
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # refused before any run was started
