@@ -36,26 +36,28 @@ import json
 import numpy as np
 import torch
 
-from label_models.transition import (estimate_transition_anchor, estimate_transition_em, implied_noise_rate,
-                                     transition_m_step, unmix_posterior)
+from label_models.transition import estimate_transition_anchor, implied_noise_rate, unmix_posterior
 from wsl_diffusion.data.datasets import to_model_space
 from wsl_diffusion.eval.validation import validation_split
-from wsl_diffusion.posterior import diffusion_posterior, fit_temperature, log_posterior
+from wsl_diffusion.posterior import diffusion_posterior, log_posterior
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
+from wsl_diffusion.training.loop import pruning_pass_posterior, transition_mstep
 
 
 def mstep_comparison(run, ckpt, result, probs, lik, held) -> dict:
     """T re-estimated from the final model's trained rows by EM and by one count (see --mstep)."""
     fit = ~held
-    z = np.array(run.labels.observed)
-    tau = fit_temperature(result.coarse_errors[fit], lik[fit], log_prior=run.log_prior)
-    p_all = log_posterior(result.coarse_errors, temperature=tau, log_prior=run.log_prior).exp().double().numpy()
-    unmixing = estimate_transition_anchor(p_all[fit.numpy()])
-    p_all, p_table = unmix_posterior(p_all, unmixing), unmix_posterior(probs.double().numpy(), unmixing)
     fit_np = fit.numpy()
-    estimates = {"em": estimate_transition_em(p_all[fit_np], z[fit_np], init=np.asarray(ckpt["transition"], float),
-                                              smoothing=run.config.transition_smoothing),
-                 "posterior": transition_m_step(p_table[fit_np], z[fit_np], smoothing=run.config.transition_smoothing)}
+    z = np.array(run.labels.observed)
+    # What a settled refresh does (`refresh_table`): anchors of the pruning pass's posterior unmix
+    # the table's, then either M-step.
+    _, p_all = pruning_pass_posterior(result.coarse_errors, lik, run.log_prior, fit)
+    unmixing = estimate_transition_anchor(p_all[fit_np])
+    p_table = unmix_posterior(probs.double().numpy(), unmixing)
+    estimates = {mstep: transition_mstep(mstep, p_table[fit_np], p_all[fit_np], z[fit_np], unmixing=unmixing,
+                                         init=np.asarray(ckpt["transition"], float),
+                                         smoothing=run.config.transition_smoothing)
+                 for mstep in ("em", "posterior")}
     prior = run.log_prior.exp().double().numpy()
     truth = None if run.labels.true_labels is None else np.array(run.labels.true_labels)
     out = {}

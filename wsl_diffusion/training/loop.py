@@ -334,6 +334,30 @@ def mc_floor(state: TrainState, images: torch.Tensor, restriction: torch.Tensor,
     return float((labels[0] != labels[1]).float().mean())
 
 
+def pruning_pass_posterior(coarse: torch.Tensor, lik: torch.Tensor, log_prior: torch.Tensor,
+                           fit: torch.Tensor) -> tuple[float, np.ndarray]:
+    """(tau, posterior): the pruning pass's all-class posterior (float64, every row) with its own
+    tau fitted to the labels of the `fit` rows: what the anchor unmixing and the EM M-step read
+    (the table has exact zeros where classes were pruned; see `refresh_table`)."""
+    tau = fit_temperature(coarse[fit], lik[fit], log_prior=log_prior)
+    return tau, log_posterior(coarse, temperature=tau, log_prior=log_prior).exp().double().cpu().numpy()
+
+
+def transition_mstep(mstep: str, table_probs: np.ndarray, p_all: np.ndarray, observed: np.ndarray, *,
+                     unmixing: np.ndarray | None, init: np.ndarray, smoothing: float) -> np.ndarray:
+    """T re-estimated from the training rows' posteriors and observed labels z.
+
+    "posterior": one count of the table's posterior read as p(y | x, z) (already unmixed when the
+    table unmixes), T[y, z] ∝ sum_n p(y | x_n) [z_n = z]. "em": Dawid-Skene EM from `init` on the
+    pruning pass's all-class posterior `p_all`, unmixed first when `unmixing` is given.
+    """
+    if mstep == "posterior":
+        return transition_m_step(table_probs, observed, smoothing=smoothing)
+    if unmixing is not None:
+        p_all = unmix_posterior(p_all, unmixing)
+    return estimate_transition_em(p_all, observed, init=init, smoothing=smoothing)
+
+
 @torch.no_grad()
 def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, tensors: dict[str, torch.Tensor],
                   labels, held: torch.Tensor | None = None, validation: torch.Tensor | None = None,
@@ -400,7 +424,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         state.log_prior = torch.as_tensor(np.log(np.clip(pi, 1e-4, None) / np.clip(pi, 1e-4, None).sum()),
                                           dtype=torch.float32, device=images.device)
         probs = log_posterior(errors, temperature=state.temperature, log_prior=state.log_prior).exp()
-    unmixing, tau_all = None, None
+    unmixing, tau_all, p_all = None, None, None
     if labels.kind == "noisy" and config.table_unmix and trusted and state.table_settled:
         # The network learned the posterior of the labels it was trained on (the last table's),
         # not the clean one; with it the E-step below sits at a fixed point however right T is
@@ -410,9 +434,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # Only once the table has settled, i.e. at that fixed point: a young model's posterior is
         # too flat for anchors (sym-40, 8 kimg: an estimated 89% off-diagonal, whose inverse took
         # the first table from 24% to 9% true class and 32 kimg from 80.7% to 45.1% test accuracy).
-        tau_all = fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
+        tau_all, p_all = pruning_pass_posterior(coarse, lik, state.log_prior, fit)
         if tau_all < TAU_BOUND_UNINFORMATIVE:
-            p_all = log_posterior(coarse, temperature=tau_all, log_prior=state.log_prior).exp().double().cpu().numpy()
             unmixing = estimate_transition_anchor(p_all[fit_np])
             info["unmix_offdiag"] = float(1.0 - np.diag(unmixing).mean())
             probs = torch.as_tensor(unmix_posterior(probs.double().cpu().numpy(), unmixing),
@@ -422,27 +445,21 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         # were pruned, which EM reads as certainty (in a run that always kept the observed class,
         # T drifted towards the identity: max error 0.24 -> 0.39 at sym-40). The pruning pass
         # scored all classes: its posterior, with its own fitted tau, is cruder but unshaped.
-        tau = tau_all if tau_all is not None else fit_temperature(coarse[fit], lik[fit], log_prior=state.log_prior)
-        info["transition_tau"] = tau
+        if p_all is None:
+            tau_all, p_all = pruning_pass_posterior(coarse, lik, state.log_prior, fit)
+        info["transition_tau"] = tau_all
         # An uninformative model (tau at its bound: the prior explains the labels as well as the
         # model does) identifies nothing about T: keep the current estimate.
-        if tau < TAU_BOUND_UNINFORMATIVE:
-            observed = np.asarray(labels.observed)[fit_np]
-            if config.transition_mstep == "posterior" and state.table_settled:
-                # The network trained on these rows: its posterior already carries each row's z,
-                # and EM's E-step, p(y | x) T[y, z], would count z again, round after round,
-                # pulling T towards the identity (README, "the E-step without an oracle"). Read the
-                # table's posterior as p(y | x, z) and count once: T[y, z] ∝ sum_n p(y | x_n) [z_n = z].
-                t = transition_m_step(probs[fit].double().cpu().numpy(), observed,
-                                      smoothing=config.transition_smoothing)
-                info["transition_from_posterior"] = True
-            else:
-                p_coarse = log_posterior(coarse[fit], temperature=tau, log_prior=state.log_prior).exp().double().cpu().numpy()
-                if unmixing is not None:
-                    p_coarse = unmix_posterior(p_coarse, unmixing)
-                t = estimate_transition_em(p_coarse, observed, init=state.transition.numpy(),
-                                           smoothing=config.transition_smoothing)
-                info["transition_from_posterior"] = False
+        if tau_all < TAU_BOUND_UNINFORMATIVE:
+            # The network trained on these rows: its posterior already carries each row's z, and
+            # EM's E-step, p(y | x) T[y, z], would count z again, round after round, pulling T
+            # towards the identity (README, "the E-step without an oracle"). So once the table
+            # has settled, the default reads the table's posterior as p(y | x, z) and counts once.
+            mstep = "posterior" if config.transition_mstep == "posterior" and state.table_settled else "em"
+            t = transition_mstep(mstep, probs[fit].double().cpu().numpy(), p_all[fit_np],
+                                 np.asarray(labels.observed)[fit_np], unmixing=unmixing,
+                                 init=state.transition.numpy(), smoothing=config.transition_smoothing)
+            info["transition_from_posterior"] = mstep == "posterior"
             state.transition = torch.as_tensor(t)
             if maps_prior_through_t(config):  # the clean prior this T implies, from the next table on
                 state.log_prior = torch.as_tensor(
