@@ -61,23 +61,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a refresh that moves fewer than this share of the labels counts as settled (default 0.02)")
     m.add_argument("--table-settle-floor", action=argparse.BooleanOptionalAction, default=False,
                    help="also count a refresh as settled when it moves no more labels than two noise draws of "
-                        "the same model disagree on (a second posterior pass on up to 512 rows; see README)")
+                        "the same model disagree on (a second posterior pass on up to 512 rows; see "
+                        "docs/benchmark-digits.md)")
     m.add_argument("--table-tie-break", choices=TIE_BREAKS, default="random",
                    help="order of tied classes in the top-k: random (default) or index (the old behaviour)")
     m.add_argument("--table-keep-label", action="store_true",
-                   help="also refine the one class a label singles out when the table's pruning drops it (off: see README)")
+                   help="also refine the one class a label singles out when the table's pruning drops it (off: "
+                        "see docs/noisy-labels.md)")
     m.add_argument("--table-pruned", choices=TABLE_PRUNED, default="zero",
                    help="the table's value for classes its pruning dropped: zero (default) or coarse (their "
-                        "all-class posterior; see README)")
+                        "all-class posterior; see docs/noisy-labels.md)")
     m.add_argument("--table-unmix", action=argparse.BooleanOptionalAction, default=None,
                    help="noisy labels: unmix the network's posterior with the transition of the labels it was trained "
                         "on before each table, once the table has settled (default: on for noisy labels; see README)")
     m.add_argument("--table-restrict-settled", action=argparse.BooleanOptionalAction, default=True,
                    help="noisy labels: keep multiplying a training row's posterior by p(z | y) once the table has "
-                        "settled (the network has trained on z, so this counts the label twice; see README)")
+                        "settled (the network has trained on z, so this counts the label twice; see "
+                        "docs/benchmark-digits.md)")
     m.add_argument("--disputed-uncond", action=argparse.BooleanOptionalAction, default=False,
                    help="noisy labels: rows whose table label is not the model's own best class train the generator "
-                        "unconditionally and skip the classification term (see README)")
+                        "unconditionally and skip the classification term (see docs/benchmark-digits.md)")
     m.add_argument("--transition", choices=TRANSITIONS, default="estimate",
                    help="noisy labels' T: estimate (Dawid-Skene EM at every refresh, default), assumed (symmetric at "
                         "--assumed-noise-rate, fixed) or oracle (the T stored in the label file; an ablation)")
@@ -103,7 +106,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(default 1.0; the ELR paper uses 3)")
     m.add_argument("--holdout", type=float, default=0.0,
                    help="share of the training images (at most 1000) held out to check the model against the label "
-                        "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see README)")
+                        "model at each refresh: the E-step's safeguard (noisy labels; 0 = off, the default: see "
+                        "docs/noisy-labels.md)")
     m.add_argument("--validation", type=float, default=0.0,
                    help="share of the training images never trained on (labelled and unlabelled alike); the run "
                         "scores its model on their imprecise labels, so settings can be compared without the test "

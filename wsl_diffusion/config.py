@@ -28,8 +28,8 @@ HOLDOUT_KINDS = ("noisy",)
 LEGACY_EXECUTION_KEYS = frozenset({"device", "precision", "channels_last", "compile"})
 # The classifier interval [sigma_lo, sigma_hi] of the posterior table, the classification loss and
 # inference. Partial labels take [0.2, 2.5]: chosen on a validation split of the training images
-# with their candidate sets (benchmarks/select_defaults.py; README, "Choosing defaults without the
-# test split"). The others keep the design's [0.4, 5], which validation did not beat.
+# with their candidate sets (benchmarks/select_defaults.py; docs/choosing-defaults.md). The others
+# keep the design's [0.4, 5], which validation did not beat.
 DEFAULT_INTERVAL = (0.4, 5.0)
 INTERVAL_BY_KIND = {"partial": (0.2, 2.5)}
 
@@ -47,8 +47,8 @@ def default_posterior(kind: str | None = None) -> PosteriorConfig:
 
 
 # Classes kept per sample in the EM step. Noisy labels take 3: on the validation split it beats
-# k = 2 at asym-40 over 3 seeds and ties at sym-40 and instance-40 (README, "Choosing defaults
-# without the test split"); its step costs about 1.4x a k = 2 step (benchmarks/step_cost.py).
+# k = 2 at asym-40 over 3 seeds and ties at sym-40 and instance-40 (docs/choosing-defaults.md);
+# its step costs about 1.4x a k = 2 step (benchmarks/step_cost.py).
 DEFAULT_TOPK = 2
 TOPK_BY_KIND = {"noisy": 3}
 
@@ -60,8 +60,8 @@ def default_topk(kind: str | None) -> int:
 
 # Noisy labels unmix the network's posterior before each table (`TrainConfig.table_unmix`). The
 # validation split ties it with the default in every noisy setting, so it was chosen by the
-# minimum-volume rule written down before its confirmation runs (README, "Choosing defaults without
-# the test split"). The other kinds have no transition to unmix.
+# minimum-volume rule written down before its confirmation runs (docs/choosing-defaults.md).
+# The other kinds have no transition to unmix.
 TABLE_UNMIX_BY_KIND = {"noisy": True}
 
 
@@ -89,7 +89,7 @@ class TrainConfig:
       or None when `labels_file` gives the labels.
     gen_form: "em" (posterior weights outside the norm, from a table of clean-image posteriors
       refreshed on the E-step schedule below) or "wdsm" (the paper's weighted DSM with posteriors of
-      the noised input from the EMA model at every step). See README for the measurement.
+      the noised input from the EMA model at every step). See docs/measurements.md for the measurement.
     topk: classes kept per sample (the K-way forward costs topk network rows per image).
     lambda_cls: weight of the classification loss (0 switches it off).
     labelled_share: semi-supervised labels only: when fewer than this share of the examples are
@@ -105,13 +105,13 @@ class TrainConfig:
     table_refresh_kimg / table_refresh_max_kimg / table_settle: the E-step schedule. The table is
       refreshed after `refresh_kimg(kind)` kimg; each refresh that moves fewer than
       `table_settle` of the restricted labels (argmax) doubles the interval, up to the max.
-      Frequent early E-steps are what disambiguates labels (see README); a settled table needs
+      Frequent early E-steps are what disambiguates labels (see docs/noisy-labels.md); a settled table needs
       few. max None keeps the interval fixed.
     table_settle_floor: settle against the table's Monte-Carlo noise too: each refresh of a
       trusted model draws the posterior twice more on up to `MC_FLOOR_ROWS` rows, and the table
       counts as settled once it moves no more labels than those two draws disagree on (or fewer
       than `table_settle`). One noise draw per level moves 2-6% of a trained digits model's labels by
-      itself (README), above the fixed 2%, so some runs never settle.
+      itself (docs/benchmark-digits.md), above the fixed 2%, so some runs never settle.
     table_tie_break: "random" orders classes of equal weight (a flat table, zero-weight classes)
       by a uniform draw of the step, so nothing depends on class index order; "index" is the old
       behaviour (lowest index first), kept for ablations.
@@ -122,13 +122,13 @@ class TrainConfig:
       exactly the model rejecting the label, and scoring it in full lets T[z, z] pull it back.
     table_pruned: what the table holds for the classes its pruning pass dropped: "zero" (the
       fine posterior as it is) or "coarse" (their all-class posterior from the pruning levels,
-      with the fine levels splitting the kept set's mass; see README).
+      with the fine levels splitting the kept set's mass; see docs/noisy-labels.md).
     table_unmix: noisy labels: before each table, treat the network as a model of the labels it
       was trained on and unmix its posterior with their transition (anchor-point estimate on the
       all-class posterior; `label_models.transition.unmix_posterior`), for the table and the T
       M-step alike, from the refresh after the first one that moved fewer than `table_settle` of
       the labels (EM's fixed point, which unmixing exists to break; a young model's posterior is
-      too flat for anchors). On for noisy labels through `kind_defaults` (README, asym-40).
+      too flat for anchors). On for noisy labels through `kind_defaults` (docs/benchmark-digits.md, asym-40).
     table_restrict_settled: noisy labels: whether the E-step keeps restricting the training rows'
       posterior by p(z | y) once the table has settled. The network's posterior on a row it
       trained on already carries that row's label (the classification term is cross-entropy to z
@@ -150,7 +150,7 @@ class TrainConfig:
       right for rows the network never trained on. "posterior": once the table has settled, one
       count of the table's posterior itself, T[y, z] ∝ sum_n p(y | x_n) [z_n = z]: on rows the
       network trained on, its posterior already carries z, and EM's restriction counts z again at
-      every round, so its T comes out too close to the identity (README). Before the table has
+      every round, so its T comes out too close to the identity (docs/benchmark-digits.md). Before the table has
       settled both use EM (a young model's posterior is too flat to count). "posterior" is the
       default since 2026-12-07 (second trial on validation, select/heldout_t.md); configs saved
       before the field existed load as "em", what they ran.

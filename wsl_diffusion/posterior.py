@@ -64,7 +64,7 @@ def median_interval(delta: float, *, p_mean: float = -1.2, p_std: float = 1.2) -
 # Noise draws per level when a trained model classifies (its test accuracy, `DiffusionClassifier`,
 # `wsl-diff classify`); the E-step's table keeps one. Chosen without labels, as the fewest draws
 # whose decisions agree with a 16-draw all-class reference about as well as more draws do
-# (README, "Monte-Carlo draws at inference").
+# (docs/measurements.md, "Monte-Carlo draws at inference").
 INFERENCE_DRAWS = 4
 
 
@@ -88,7 +88,7 @@ class PosteriorConfig:
     draws: independent noise draws per level, their class errors averaged (draws x the
       evaluations). The posterior is defined by the expected errors; one draw is an unbiased but
       noisy estimate of them, and a decision taken on it inherits the noise. 1 is what the table
-      uses; inference uses `INFERENCE_DRAWS` (README, "Monte-Carlo draws at inference").
+      uses; inference uses `INFERENCE_DRAWS` (docs/measurements.md).
     """
 
     schedule: str = "interval"

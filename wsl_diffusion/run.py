@@ -305,7 +305,7 @@ def shared_label_likelihood(labels: ImpreciseLabels, config: TrainConfig) -> np.
     labels; None for the other kinds (their likelihood has no fitted T). Two runs of the same labels
     and assumed rate share it, so validation scores under it compare their models, not their T:
     a run's own estimated T can absorb a confusion its model makes and score a consistently wrong
-    model as a tie (README, "Choosing defaults without the test split")."""
+    model as a tie (docs/choosing-defaults.md)."""
     if labels.kind != "noisy":
         return None
     return label_likelihood(labels, assumed_noise_rate=config.assumed_noise_rate)

@@ -428,7 +428,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     if labels.kind == "noisy" and config.table_unmix and trusted and state.table_settled:
         # The network learned the posterior of the labels it was trained on (the last table's),
         # not the clean one; with it the E-step below sits at a fixed point however right T is
-        # (README, asym-40). Their transition is estimated without labels, by anchor points of
+        # (docs/benchmark-digits.md, asym-40). Their transition is estimated without labels, by anchor points of
         # the all-class posterior, and inverted out of both posteriors that follow.
         # An uninformative posterior (tau at its bound) has no anchors: left as it is.
         # Only once the table has settled, i.e. at that fixed point: a young model's posterior is
@@ -453,7 +453,7 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         if tau_all < TAU_BOUND_UNINFORMATIVE:
             # The network trained on these rows: its posterior already carries each row's z, and
             # EM's E-step, p(y | x) T[y, z], would count z again, round after round, pulling T
-            # towards the identity (README, "the E-step without an oracle"). So once the table
+            # towards the identity (docs/benchmark-digits.md, "Measured cause"). So once the table
             # has settled, the default reads the table's posterior as p(y | x, z) and counts once.
             mstep = "posterior" if config.transition_mstep == "posterior" and state.table_settled else "em"
             t = transition_mstep(mstep, probs[fit].double().cpu().numpy(), p_all[fit_np],
