@@ -23,7 +23,8 @@ accuracies reproduce the old records exactly.
 --table-noise: the E-step's `labels_moved` compares the restricted table's labels of two
 refreshes. Here both "refreshes" use the same (final) model and differ only in their noise draws,
 so every label that moves is Monte-Carlo noise (label-free: the run's own T and tau, no truth read);
-with 1 draw and with INFERENCE_DRAWS.
+with 1 draw and with INFERENCE_DRAWS. For a synthetic label file it also reports, as a diagnostic
+that reads the truth, how often each of those tables is right.
 """
 from __future__ import annotations
 
@@ -82,11 +83,19 @@ def table_noise(run_dir: str) -> dict:
                                      generator=torch.Generator().manual_seed(seed)).errors
         return (log_posterior(errors, temperature=run.temperature, log_prior=run.log_prior).exp() * lik).argmax(1)
 
+    truth = None if run.labels.true_labels is None else torch.as_tensor(np.array(run.labels.true_labels))[fit]
     out = {"run_dir": run_dir, "rows": int(fit.sum())}
     for draws in (1, INFERENCE_DRAWS):
-        out[f"moved_{draws}"] = float((table_labels(1, draws) != table_labels(2, draws)).float().mean())
+        first, second = table_labels(1, draws), table_labels(2, draws)
+        out[f"moved_{draws}"] = float((first != second).float().mean())
+        if truth is not None:  # a diagnostic that reads the truth: how often each table is right
+            out[f"true_class_rate_{draws}"] = [float((t == truth).float().mean()) for t in (first, second)]
     print(f"{run_dir}: two tables of the same model move {100 * out['moved_1']:.1f}% of {out['rows']} labels "
           f"with 1 draw, {100 * out[f'moved_{INFERENCE_DRAWS}']:.1f}% with {INFERENCE_DRAWS}", flush=True)
+    if truth is not None:
+        print(f"{run_dir}: tables right (truth read, diagnostic): "
+              + "; ".join(f"{d} draw(s) " + " / ".join(f"{100 * r:.1f}%" for r in out[f"true_class_rate_{d}"])
+                          for d in (1, INFERENCE_DRAWS)), flush=True)
     return out
 
 
