@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +44,9 @@ def test_accelerator_script_cpu_smoke(tmp_path):
     assert (tmp_path / "dmis" / "samples.png").is_file()
 
 
-def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_pruned_label(tmp_path, digits_small):
-    """Two known answers: the prior's table is the labels themselves, and a row whose observed
-    class the pruning dropped (probability 0) cannot keep it in the pruned table."""
+@pytest.fixture(scope="module")
+def tiny_noisy_run(tmp_path_factory, digits_small):
+    """(run directory, labels) of a 10-step DMIS run on sym-40 labels, with class pruning."""
     from label_models.corruption import CorruptionSpec, corrupt
     from wsl_diffusion.config import TrainConfig
     from wsl_diffusion.posterior import PosteriorConfig
@@ -57,9 +58,17 @@ def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_prun
     cfg = TrainConfig(model="tiny", batch_size=32, total_kimg=10 * 32 / 1000, samples_per_class=0, supervision=spec,
                       posterior=PosteriorConfig(schedule="interval", sigma_lo=0.4, sigma_hi=5.0, num_sigmas=3,
                                                 keep_classes=3, prune_sigmas=1))
-    train(cfg, tmp_path / "run", train_data=train_data, labels=labels, progress=False)
+    run_dir = tmp_path_factory.mktemp("noisy") / "run"
+    train(cfg, run_dir, train_data=train_data, labels=labels, progress=False)
+    return run_dir, labels
+
+
+def test_first_table_script_keeps_the_labels_with_the_prior_and_moves_every_pruned_label(tmp_path, tiny_noisy_run):
+    """Two known answers: the prior's table is the labels themselves, and a row whose observed
+    class the pruning dropped (probability 0) cannot keep it in the pruned table."""
+    run_dir, labels = tiny_noisy_run
     out = tmp_path / "first.json"
-    run_script(["benchmarks/first_table.py", str(tmp_path / "run"), "--json", str(out)])
+    run_script(["benchmarks/first_table.py", str(run_dir), "--json", str(out)])
     (rec,) = json.loads(out.read_text())
     truth_rate = float((labels.observed == labels.true_labels).mean())
     assert rec["labels_true_class_rate"] == pytest.approx(truth_rate)
@@ -76,3 +85,28 @@ def test_crossfit_probe_refuses_bad_folds_before_training(tmp_path, args, messag
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # refused before any run was started
+
+
+def test_agreement_probe_keeps_exactly_the_labels_the_model_agrees_with(tmp_path, tiny_noisy_run, digits_small):
+    """The probe's file is semi-supervised: a row keeps its observed label where the run's own
+    classifier names that class and is unlabelled (all ones) everywhere else; the truth rides along
+    for diagnostics only."""
+    from label_models.io import load_labels
+    from wsl_diffusion import DiffusionClassifier
+
+    run_dir, labels = tiny_noisy_run
+    out = tmp_path / "agree.npz"
+    report = json.loads(run_script(["benchmarks/agreement_probe.py", str(run_dir), "--out", str(out)]).split("\nwsl-diff")[0])
+    written = load_labels(out)
+    agrees = DiffusionClassifier.from_run(run_dir).predict_proba(digits_small[0].images).argmax(1) == labels.observed
+    assert 0 < agrees.mean() < 1  # both kinds of row occur, so both branches are checked
+    assert written.kind == "semi"
+    np.testing.assert_array_equal(written.observed, np.where(agrees, labels.observed, -1))
+    np.testing.assert_array_equal(written.true_labels, labels.true_labels)
+    assert report["kept_share"] == pytest.approx(agrees.mean())
+
+
+def test_agreement_probe_refuses_a_run_of_other_labels(tiny_run):
+    proc = script_process(["benchmarks/agreement_probe.py", str(tiny_run)], timeout=300)
+    assert proc.returncode != 0
+    assert "trained on partial labels" in proc.stderr and "Traceback" not in proc.stderr
