@@ -30,9 +30,9 @@ from wsl_diffusion import DiffusionClassifier
 from wsl_diffusion.run import load_run
 
 
-def agreement_labels(run_dir: str) -> tuple[ImpreciseLabels, dict]:
-    """(the semi-supervised label file's labels, a report) for one finished noisy-label run."""
-    run = load_run(run_dir)
+def agreement_labels(run_dir: str, run) -> tuple[ImpreciseLabels, dict]:
+    """(the semi-supervised label file's labels, a report) for one finished noisy-label run
+    (`run`: `load_run(run_dir)`)."""
     if run.labels.kind != "noisy":
         raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this probe is for noisy labels")
     if run.config.validation:
@@ -63,12 +63,12 @@ def main() -> None:
     if not Path(args.run_dir, "summary.json").is_file():
         raise SystemExit(f"error: {args.run_dir} has no summary.json; pass a finished training run")
     torch.set_num_threads(args.threads)
-    labels, report = agreement_labels(args.run_dir)
+    run = load_run(args.run_dir)
+    labels, report = agreement_labels(args.run_dir, run)
     out = args.out or Path(args.run_dir) / "agreement.npz"
     save_labels(out, labels)
     report["labels_file"] = str(out)
     print(json.dumps(report, indent=1))
-    run = load_run(args.run_dir)
     print(f"wsl-diff train --dataset {run.config.dataset} --labels {out} --kimg {run.config.total_kimg:g} "
           f"--model {run.config.model} --seed {run.config.seed} --samples-per-class 0 --out RUN2")
 
