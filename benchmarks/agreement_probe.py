@@ -30,9 +30,10 @@ from wsl_diffusion import DiffusionClassifier
 from wsl_diffusion.run import load_run
 
 
-def agreement_labels(run_dir: str, run) -> tuple[ImpreciseLabels, dict]:
+def agreement_labels(run) -> tuple[ImpreciseLabels, dict]:
     """(the semi-supervised label file's labels, a report) for one finished noisy-label run
-    (`run`: `load_run(run_dir)`)."""
+    (`load_run`'s result)."""
+    run_dir = run.run_dir
     if run.labels.kind != "noisy":
         raise SystemExit(f"error: {run_dir} was trained on {run.labels.kind} labels; this probe is for noisy labels")
     if run.config.validation:
@@ -64,7 +65,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.run_dir} has no summary.json; pass a finished training run")
     torch.set_num_threads(args.threads)
     run = load_run(args.run_dir)
-    labels, report = agreement_labels(args.run_dir, run)
+    labels, report = agreement_labels(run)
     out = args.out or Path(args.run_dir) / "agreement.npz"
     save_labels(out, labels)
     report["labels_file"] = str(out)

@@ -428,8 +428,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
     if labels.kind == "noisy" and config.table_unmix and trusted and state.table_settled:
         # The network learned the posterior of the labels it was trained on (the last table's),
         # not the clean one; with it the E-step below sits at a fixed point however right T is
-        # (docs/benchmark-digits.md, asym-40). Their transition is estimated without labels, by anchor points of
-        # the all-class posterior, and inverted out of both posteriors that follow.
+        # (docs/benchmark-digits.md, asym-40). Their transition is estimated without labels, by
+        # anchor points of the all-class posterior, and inverted out of both posteriors that follow.
         # An uninformative posterior (tau at its bound) has no anchors: left as it is.
         # Only once the table has settled, i.e. at that fixed point: a young model's posterior is
         # too flat for anchors (sym-40, 8 kimg: an estimated 89% off-diagonal, whose inverse took
