@@ -59,6 +59,11 @@ def pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
+def num(x: float | None, digits: int) -> str:
+    """x to `digits` decimals; "-" for a run without it (a second stage has no T)."""
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cand", required=True, help="candidate run directory pattern with {setting} and {seed}")
@@ -87,9 +92,9 @@ def main() -> None:
                                          "test")}})
             cell = lambda name: "" if name not in g else f"{g[name][0]:+.4f} ± {g[name][1]:.4f}"  # noqa: E731
             lines.append(f"| {setting} | {seed} | {cell('held-out T')} | {cell('shared T')} | {cell('own T')} | "
-                         f"{d['dominant_rows']} -> {c['dominant_rows']} | {d['log_det_t']:.2f} -> {c['log_det_t']:.2f} | "
+                         f"{d['dominant_rows']} -> {c['dominant_rows']} | {num(d['log_det_t'], 2)} -> {num(c['log_det_t'], 2)} | "
                          f"{pct(d['table_true_class'])} -> {pct(c['table_true_class'])} | "
-                         f"{d['t_error_max']:.3f} -> {c['t_error_max']:.3f} | {pct(d['test'])} -> {pct(c['test'])} |")
+                         f"{num(d['t_error_max'], 3)} -> {num(c['t_error_max'], 3)} | {pct(d['test'])} -> {pct(c['test'])} |")
         for name, values in gains.items():
             mean = float(np.mean([m for m, _ in values]))
             se = float(np.sqrt(np.mean([s ** 2 for _, s in values])))

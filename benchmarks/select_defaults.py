@@ -76,7 +76,7 @@ def log_det_transition(path: Path) -> float | None:
     """log |det T| of the run's final estimated transition (None for a run without one): the volume
     that the minimum-volume criterion compares. It reads only what the run estimated, never the truth."""
     t = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=False).get("transition")
-    return None if t is None else float(torch.linalg.slogdet(t.double())[1])
+    return None if t is None or not t.numel() else float(torch.linalg.slogdet(t.double())[1])
 
 
 def paired_gain(cand: Path, default: Path, score: str = "log_lik") -> tuple[float, float]:

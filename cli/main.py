@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "cli.demo",
     "sample": "cli.sample",
     "condense": "cli.condense",
+    "refine": "cli.refine",
     "find-issues": "cli.find_issues",
 }
 

@@ -260,6 +260,13 @@ def run(args: argparse.Namespace) -> int:
         if args.labels is None and args.supervision is None:
             raise ValueError("say what labels to train on: --supervision KIND (with its flags) or --labels FILE")
         config = build_config(args)
+    return train_and_report(config, out, args, console=console, execution=execution)
+
+
+def train_and_report(config: TrainConfig, out: Path, args: argparse.Namespace, *, console: Console,
+                     execution: Execution) -> int:
+    """Train (or, with args.resume, continue) the run `config` describes in `out` and print its
+    summary as `wsl-diff train` does (args: resume, quiet, json). Shared with `wsl-diff refine`."""
     check_run_dir(out, resume=args.resume)  # before anything is printed: errors stay one line
     with run_lock(out):  # the same for a directory another trainer holds (train() takes it for good)
         pass

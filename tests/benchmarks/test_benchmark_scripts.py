@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,28 +84,3 @@ def test_crossfit_probe_refuses_bad_folds_before_training(tmp_path, args, messag
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # refused before any run was started
-
-
-def test_agreement_probe_keeps_exactly_the_labels_the_model_agrees_with(tmp_path, tiny_noisy_run, digits_small):
-    """The probe's file is semi-supervised: a row keeps its observed label where the run's own
-    classifier names that class and is unlabelled (all ones) everywhere else; the truth rides along
-    for diagnostics only."""
-    from label_models.io import load_labels
-    from wsl_diffusion import DiffusionClassifier
-
-    run_dir, labels = tiny_noisy_run
-    out = tmp_path / "agree.npz"
-    report = json.loads(run_script(["benchmarks/agreement_probe.py", str(run_dir), "--out", str(out)]).split("\nwsl-diff")[0])
-    written = load_labels(out)
-    agrees = DiffusionClassifier.from_run(run_dir).predict_proba(digits_small[0].images).argmax(1) == labels.observed
-    assert 0 < agrees.mean() < 1  # both kinds of row occur, so both branches are checked
-    assert written.kind == "semi"
-    np.testing.assert_array_equal(written.observed, np.where(agrees, labels.observed, -1))
-    np.testing.assert_array_equal(written.true_labels, labels.true_labels)
-    assert report["kept_share"] == pytest.approx(agrees.mean())
-
-
-def test_agreement_probe_refuses_a_run_of_other_labels(tiny_run):
-    proc = script_process(["benchmarks/agreement_probe.py", str(tiny_run)], timeout=300)
-    assert proc.returncode != 0
-    assert "trained on partial labels" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,7 +11,9 @@ import torch
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import to_model_space
 from label_models.transition import estimate_transition_em, symmetric_transition
+from label_models.likelihood import label_likelihood
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, fit_temperature, log_posterior, validation_scores
+from wsl_diffusion.refine import first_stage_labels, pinned_validation_rows
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood, shared_label_likelihood
 
 
@@ -19,9 +21,14 @@ def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
     """The validation rows (`config.validation`), sorted: the same share of the labelled and of
     the unlabelled rows, so a semi-supervised or PU run keeps its labelled share on both sides.
     Which rows are drawn does not depend on what their labels say. A fixed draw from the run's
-    seed, so a resumed run and every variant trained with the same seed hold out the same images."""
+    seed, so a resumed run and every variant trained with the same seed hold out the same images.
+    A second stage's label file (`wsl-diff refine`) pins its first stage's rows, which it then
+    holds out, so the two stages are scored on the same images."""
     if config.validation == 0:
         return torch.zeros(0, dtype=torch.long)
+    pinned = pinned_validation_rows(labels)
+    if pinned is not None and len(pinned):
+        return pinned
     labelled = np.asarray(labels.is_labelled, dtype=bool)
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
     picked = []
@@ -38,6 +45,19 @@ def label_rows(n_train: int, validation: torch.Tensor | None) -> torch.Tensor:
     if validation is not None and len(validation):
         mask[validation.cpu()] = False
     return mask
+
+
+def scoring_labels(labels, lik: torch.Tensor, config: TrainConfig):
+    """(labels, lik (N, K) like `lik`, shared_lik or None) that a run's validation rows are
+    scored against: its own labels and likelihood, or, for a second stage (`wsl-diff refine`), its
+    first stage's noisy labels under the first stage's T, so that both stages' models are scored
+    against the same labels. shared_lik: `run.shared_label_likelihood` of those labels."""
+    first = first_stage_labels(labels)
+    if first is None:
+        return labels, lik, shared_label_likelihood(labels, config)
+    noisy, transition = first
+    own = label_likelihood(noisy, assumed_noise_rate=config.assumed_noise_rate, transition_matrix=transition)
+    return noisy, torch.as_tensor(own, dtype=lik.dtype, device=lik.device), shared_label_likelihood(noisy, config)
 
 
 HELDOUT_T_FOLDS = 5  # folds of the validation rows for the held-out-T score
@@ -150,8 +170,8 @@ def run_validation(run_dir: str | Path) -> dict:
     ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
     train, _ = run.splits()
     lik = torch.as_tensor(run_label_likelihood(ckpt, run.labels, run.config), dtype=torch.float32)
+    labels, lik, shared_lik = scoring_labels(run.labels, lik, run.config)
     return score_validation(run.net, run.posterior, temperature=run.temperature, log_prior=run.log_prior,
-                            images=to_model_space(train.images), lik=lik, labels=run.labels,
+                            images=to_model_space(train.images), lik=lik, labels=labels,
                             validation=validation_split(run.config, run.labels, len(train)), seed=run.config.seed,
-                            per_row=True, shared_lik=shared_label_likelihood(run.labels, run.config),
-                            heldout_t=run.config.assumed_noise_rate)
+                            per_row=True, shared_lik=shared_lik, heldout_t=run.config.assumed_noise_rate)

@@ -45,11 +45,10 @@ from wsl_diffusion.model.precond import EDMDenoiser, denoising_error
 from wsl_diffusion.posterior import (INFERENCE_DRAWS, PosteriorConfig, diffusion_posterior, fit_temperature,
                                      label_evidence, log_posterior, noised_input_errors, quadrature_weights,
                                      sigma_levels, validation_scores)
-from wsl_diffusion.eval.validation import label_rows, score_validation, validation_split
+from wsl_diffusion.eval.validation import label_rows, score_validation, scoring_labels, validation_split
 from wsl_diffusion.run import (CHECKPOINT_NAME, CURVES_NAME, LABELS_NAME, SAMPLES_NAME, STATS_NAME, SUMMARY_NAME, atomic_write_text,
                                build_denoiser, build_model_from, check_run_dir, checkpoint_config, clean_after_crash,
-                               load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config,
-                               shared_label_likelihood)
+                               load_checkpoint, run_lock, run_posterior, save_checkpoint, save_config)
 from wsl_diffusion.sampling import sample_per_class
 from wsl_diffusion.schedule_fit import EVIDENCE_STDERRS, refit_schedule
 from wsl_diffusion.training import distributed as dist_utils
@@ -513,7 +512,8 @@ def refresh_table(state: TrainState, config: TrainConfig, images: torch.Tensor, 
         info["transition_error_max"], info["transition_error_mean"] = float(err.max()), float(err.mean())
     if validation is not None and len(validation):
         val = validation.to(images.device)
-        scores = validation_scores(errors[val], lik[val], temperature=state.temperature,
+        _, scored_lik, _ = scoring_labels(labels, lik, config)  # a second stage: its first stage's labels
+        scores = validation_scores(errors[val], scored_lik[val], temperature=state.temperature,
                                    log_prior=state.log_prior)
         info["validation_agreement"] = scores["agreement"]
     return info
@@ -845,10 +845,11 @@ def _train(config: TrainConfig, run_dir: Path, *, train_data: ArrayDataset, labe
             summary["pu_prior_stored"] = float(labels.class_prior[1])
     if ctx.is_main and (state.step >= total_steps or budget_hit):
         if len(validation):
+            scored, lik, shared_lik = scoring_labels(labels, tensors["lik"], config)
             summary["validation"] = score_validation(
                 state.ema, state.posterior, temperature=state.temperature, log_prior=state.log_prior, images=images,
-                lik=tensors["lik"], labels=labels, validation=validation, seed=config.seed,
-                shared_lik=shared_label_likelihood(labels, config), heldout_t=config.assumed_noise_rate)
+                lik=lik, labels=scored, validation=validation, seed=config.seed, shared_lik=shared_lik,
+                heldout_t=config.assumed_noise_rate)
         if test_data is not None and test_targets is not None:
             test_images = to_model_space(test_data.images).to(device)
             summary["test_accuracy_ema"] = _evaluate_quick(state.ema, state, test_images, test_targets)

@@ -1,0 +1,92 @@
+"""`wsl-diff refine`: a second stage for noisy labels, trained on the labels the first model agrees with.
+
+    wsl-diff train --supervision noisy --noise sym --rate 0.4 --out runs/stage1
+    wsl-diff refine runs/stage1 --out runs/stage2          # trains stage 2 (256 kimg by default)
+    wsl-diff refine runs/stage1 --out runs/stage2 --resume # continue an interrupted stage 2
+
+Stage 1's classifier (its inference posterior, no label read) names a class for every training
+image; a label is kept where the model names it, and every other row becomes unlabelled. Stage 2
+trains a new DMIS model on those semi-supervised labels with stage 1's settings (seed, model,
+length, validation share). It writes RUN2/refine_labels.npz, then everything `wsl-diff train`
+writes. With --validation in stage 1, stage 2 holds out the same rows and scores its model on
+their noisy labels, so summary.json's validation scores of the two stages compare directly.
+See wsl_diffusion/refine.py for why it helps, and the README for what it was measured to do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from cli.common import add_threads_argument, set_threads
+from cli.train import train_and_report
+from label_models.io import load_labels, save_labels
+from wsl_diffusion.config import Execution
+from wsl_diffusion.refine import REFINE_KEY, refine_config, refine_labels, stage_one_problem
+from wsl_diffusion.run import SUMMARY_NAME, check_run_dir, load_config, load_run
+
+REFINE_LABELS_NAME = "refine_labels.npz"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("refine", help="noisy labels: train a second model on the labels a finished run agrees with",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage1", metavar="RUN", help="a finished noisy-label DMIS run directory (stage 1)")
+    p.add_argument("--out", required=True, help="stage 2's run directory")
+    p.add_argument("--resume", action="store_true", help="continue stage 2 in --out from its checkpoint")
+    p.add_argument("--kimg", dest="total_kimg", type=float, default=None,
+                   help="stage 2's length in thousands of images (default: stage 1's; with --resume: extend it)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_threads_argument(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.set_defaults(run=run)
+    return p
+
+
+def resumed_config(stage1: Path, out: Path, total_kimg: float | None):
+    """The saved stage-2 config in `out`, checked to be a second stage of `stage1`."""
+    config = load_config(out)
+    source = load_labels(config.labels_file).meta.get(REFINE_KEY, {}).get("from") if config.labels_file else None
+    if source != str(stage1.resolve()):
+        raise ValueError(f"{out} is not a second stage of {stage1} (its labels came from {source}); "
+                         f"resume it with the RUN it was refined from, or start a new --out")
+    return config if total_kimg is None else config.replace(total_kimg=total_kimg)
+
+
+def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
+    console = Console(stderr=True)
+    stage1, out = Path(args.stage1), Path(args.out)
+    if args.total_kimg is not None and not args.total_kimg > 0:
+        raise ValueError(f"--kimg must be > 0; got {args.total_kimg}")
+    if args.resume:
+        config = resumed_config(stage1, out, args.total_kimg)
+    else:
+        check_run_dir(out, resume=False)  # before the stage-1 model classifies anything
+        try:
+            finished = json.loads((stage1 / SUMMARY_NAME).read_text()).get("finished", False)
+        except (OSError, ValueError):
+            finished = False
+        if not finished:
+            raise ValueError(f"{stage1} holds no finished training run (its {SUMMARY_NAME} is missing or says "
+                             f"unfinished); finish it first with `wsl-diff train --out {stage1} --resume`")
+        first = load_run(stage1)
+        problem = stage_one_problem(first)
+        if problem:
+            raise ValueError(problem)
+        if not args.json:
+            console.print(f"classifying the training images with the model in {stage1} ...")
+        labels, report = refine_labels(first, device="cpu" if args.device == "auto" else args.device)
+        out.mkdir(parents=True, exist_ok=True)
+        save_labels(out / REFINE_LABELS_NAME, labels)
+        config = refine_config(load_config(stage1), out / REFINE_LABELS_NAME, total_kimg=args.total_kimg)
+        if not args.json:
+            console.print(f"stage 2 keeps {100 * report['kept_share']:.1f}% of {report['rows']} training labels "
+                          "(where stage 1's classifier names the label); the rest train unlabelled"
+                          + (f"; {100 * report['kept_right']:.1f}% of the kept labels are right (read from the "
+                             "label file's true labels, a diagnostic)" if report.get("kept_right") is not None else ""))
+    return train_and_report(config, out, args, console=console, execution=Execution(device=args.device))

@@ -1,0 +1,122 @@
+"""`wsl-diff refine`: the second noisy-label stage keeps exactly the labels the first model agrees
+with, holds out the first stage's validation rows and scores them against the first stage's labels."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = ["--subset", "20", "--model", "tiny", "--kimg", "0.32", "--batch-size", "32", "--num-sigmas", "3",
+        "--samples-per-class", "0", "--threads", "1", "--quiet"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def stage_one(tmp_path_factory):
+    """A 10-step noisy-label DMIS run on 200 digits with a 20% validation split."""
+    out = tmp_path_factory.mktemp("refine") / "stage1"
+    code = main(["train", "--supervision", "noisy", "--noise", "sym", "--rate", "0.4", "--validation", "0.2",
+                 *TINY, "--out", str(out)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage_two(stage_one):
+    out = stage_one.parent / "stage2"
+    assert main(["refine", str(stage_one), "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    return out
+
+
+def test_stage_two_keeps_exactly_the_labels_the_first_model_names_and_holds_out_the_same_rows(stage_one, stage_two):
+    from wsl_diffusion import DiffusionClassifier
+    from wsl_diffusion.eval.validation import label_rows, validation_split
+    from wsl_diffusion.run import load_run
+
+    one, two = load_run(stage_one), load_run(stage_two)
+    n = one.labels.num_samples
+    val_one = validation_split(one.config, one.labels, n)
+    val_two = validation_split(two.config, two.labels, n)
+    assert len(val_one) == 40
+    torch.testing.assert_close(val_two, val_one)  # pinned by the label file, not drawn from the semi strata
+    fit = np.flatnonzero(label_rows(n, val_one).numpy())
+    named = DiffusionClassifier.from_run(stage_one).predict(one.splits()[0].images[fit])
+    z = np.asarray(one.labels.observed)
+    expected = np.full(n, -1)
+    expected[fit] = np.where(named == z[fit], z[fit], -1)
+    assert 0 < (expected[fit] >= 0).mean() < 1  # both kinds of training row occur
+    assert two.labels.kind == "semi"
+    np.testing.assert_array_equal(two.labels.observed, expected)  # validation rows unlabelled
+    np.testing.assert_array_equal(two.labels.true_labels, one.labels.true_labels)  # carried for diagnostics
+    assert (two.config.seed, two.config.validation, two.config.total_kimg) == (
+        one.config.seed, one.config.validation, one.config.total_kimg)
+    assert two.config.topk == 2 and two.config.supervision is None
+
+
+def test_stage_two_is_scored_against_the_first_stages_noisy_labels_under_its_t(stage_one, stage_two):
+    """Known answer: the scoring view of stage 2's label file is stage 1's labels with stage 1's
+    own likelihood, so stage 1's model scored through it gets stage 1's own validation numbers."""
+    from wsl_diffusion.eval.validation import run_validation, scoring_labels
+    from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood
+
+    one, two = load_run(stage_one), load_run(stage_two)
+    own = torch.as_tensor(run_label_likelihood(load_checkpoint(stage_one / CHECKPOINT_NAME), one.labels, one.config))
+    labels, lik, shared = scoring_labels(two.labels, torch.ones_like(own), two.config)
+    assert labels.kind == "noisy"
+    np.testing.assert_array_equal(labels.observed, one.labels.observed)
+    torch.testing.assert_close(lik, own)
+    _, _, shared_one = scoring_labels(one.labels, own, one.config)
+    np.testing.assert_allclose(shared, shared_one)
+
+    v1, v2 = run_validation(stage_one), run_validation(stage_two)
+    assert v1["rows"] == v2["rows"] == 40
+    assert len(v2["row_log_lik_heldout_t"]) == len(v1["row_log_lik_heldout_t"]) == 40
+    summary = json.loads((stage_two / "summary.json").read_text())
+    assert summary["validation"]["log_lik_heldout_t"] == pytest.approx(v2["log_lik_heldout_t"])
+
+
+def test_paired_trial_pairs_a_second_stage_with_its_first(stage_one, stage_two, tmp_path):
+    """benchmarks/paired_trial.py scores stage 2 against stage 1 row by row; stage 2 has no T."""
+    out = tmp_path / "paired.json"
+    proc = subprocess.run([sys.executable, "benchmarks/paired_trial.py", "--cand", str(stage_two), "--default",
+                           str(stage_one), "--settings", "sym-40", "--seeds", "0", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = json.loads(out.read_text())["records"]
+    assert record["log_det_t_cand"] is None and record["log_det_t_default"] is not None
+    assert set(record["gain"]) == {"held-out T", "shared T", "own T"}
+
+
+def test_refine_resumes_only_its_own_second_stage(stage_one, stage_two, tmp_path, capsys):
+    code, _, err = run_cli(["refine", str(stage_one), "--out", str(stage_two), "--resume", "--kimg", "0.64",
+                            "--threads", "1", "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((stage_two / "summary.json").read_text())["steps"] == 20
+    other = tmp_path / "other"
+    other.mkdir()
+    code, _, err = run_cli(["refine", str(other), "--out", str(stage_two), "--resume"], capsys)
+    assert code == 2 and "is not a second stage of" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case,needle", [("partial", "refine is for noisy labels"),
+                                         ("unfinished", "holds no finished training run"),
+                                         ("taken", "already holds a run")])
+def test_refine_refuses_what_it_cannot_refine_in_one_line(case, needle, tiny_run, stage_one, stage_two, tmp_path,
+                                                         capsys):
+    run = {"partial": tiny_run, "unfinished": tmp_path, "taken": stage_one}[case]
+    out = stage_two if case == "taken" else tmp_path / "out"
+    code, _, err = run_cli(["refine", str(run), "--out", str(out), "--threads", "1"], capsys)
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
