@@ -10,7 +10,7 @@ trains a new DMIS model on those semi-supervised labels with stage 1's settings 
 length, validation share). It writes RUN2/refine_labels.npz, then everything `wsl-diff train`
 writes. With --validation in stage 1, stage 2 holds out the same rows and scores its model on
 their noisy labels, so summary.json's validation scores of the two stages compare directly.
-See wsl_diffusion/refine.py for why it helps, and the README for what it was measured to do.
+See wsl_diffusion/training/refine.py for why it helps, and the README for what it was measured to do.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from cli.common import add_threads_argument, set_threads
 from cli.train import train_and_report
 from label_models.io import load_labels, save_labels
 from wsl_diffusion.config import Execution
-from wsl_diffusion.refine import REFINE_KEY, refine_config, refine_labels, stage_one_problem
+from label_models.agreement import STAGE_KEY
+from wsl_diffusion.training.refine import refine_config, refine_labels, stage_one_problem
 from wsl_diffusion.run import SUMMARY_NAME, check_run_dir, load_config, load_run
 
 REFINE_LABELS_NAME = "refine_labels.npz"
@@ -50,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def resumed_config(stage1: Path, out: Path, total_kimg: float | None):
     """The saved stage-2 config in `out`, checked to be a second stage of `stage1`."""
     config = load_config(out)
-    source = load_labels(config.labels_file).meta.get(REFINE_KEY, {}).get("from") if config.labels_file else None
+    source = load_labels(config.labels_file).meta.get(STAGE_KEY, {}).get("from") if config.labels_file else None
     if source != str(stage1.resolve()):
         raise ValueError(f"{out} is not a second stage of {stage1} (its labels came from {source}); "
                          f"resume it with the RUN it was refined from, or start a new --out")

@@ -11,9 +11,9 @@ import torch
 from wsl_diffusion.config import TrainConfig
 from wsl_diffusion.data.datasets import to_model_space
 from label_models.transition import estimate_transition_em, symmetric_transition
+from label_models.agreement import first_stage_labels, pinned_validation_rows
 from label_models.likelihood import label_likelihood
 from wsl_diffusion.posterior import PosteriorConfig, diffusion_posterior, fit_temperature, log_posterior, validation_scores
-from wsl_diffusion.refine import first_stage_labels, pinned_validation_rows
 from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint, load_run, run_label_likelihood, shared_label_likelihood
 
 
@@ -28,7 +28,7 @@ def validation_split(config: TrainConfig, labels, n_train: int) -> torch.Tensor:
         return torch.zeros(0, dtype=torch.long)
     pinned = pinned_validation_rows(labels)
     if pinned is not None and len(pinned):
-        return pinned
+        return torch.as_tensor(pinned)
     labelled = np.asarray(labels.is_labelled, dtype=bool)
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + 611_953)
     picked = []

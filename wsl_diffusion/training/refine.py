@@ -2,9 +2,8 @@
 
 Stage 1 is a finished noisy-label DMIS run. Its classifier (the inference posterior, no label
 read) names a class for every training image; a row keeps its observed label z where that class
-is z and becomes unlabelled otherwise. Stage 2 trains a new DMIS model, from fresh weights, on
-these semi-supervised labels. It is CleanLearning's recipe (find the label issues, drop them,
-retrain) with the dropped rows kept as unlabelled images, which DMIS can still learn from.
+is z and becomes unlabelled otherwise (`label_models.agreement`). Stage 2 trains a new DMIS
+model, from fresh weights, on these semi-supervised labels, with stage 1's settings.
 
 Why it helps (digits sym-40, benchmarks/results/digits-256kimg/agreement_probe.md): stage 1's
 own E-step keeps z on about as many rows, but only 94-95% of them right, because its table
@@ -12,11 +11,10 @@ multiplies the model's posterior by p(z | y), which pulls a doubtful row towards
 model alone, asked without the label, agrees with z on 60% of the rows and is right on 99% of
 those. Stage 2 then trains on nearly clean labels and no T.
 
-What stage 2 needs to be compared with stage 1 travels in its label file's meta (REFINE_KEY):
-stage 1's validation rows, which stage 2 holds out too (`pinned_validation_rows`), and every
-row's noisy label with stage 1's estimated T, against which stage 2's validation rows are scored
-(`first_stage_labels`). So the two stages' models are scored on the same rows against the same
-noisy labels, row by row, and a rule can choose between them without the test split.
+Stage 2's labels pin stage 1's validation rows and carry its noisy labels and T, so the two
+stages' models are scored on the same rows against the same noisy labels, row by row
+(`eval.validation.validation_split`, `scoring_labels`), and a rule can choose between them
+without the test split.
 """
 from __future__ import annotations
 
@@ -25,64 +23,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from label_models.agreement import STAGE_KEY, agreement_labels
 from label_models.labels import ImpreciseLabels
+from wsl_diffusion.classifier import DiffusionClassifier
 from wsl_diffusion.config import TrainConfig, default_table_unmix, default_topk
+from wsl_diffusion.eval.validation import label_rows, validation_split
+from wsl_diffusion.run import CHECKPOINT_NAME, TrainedRun, load_checkpoint
 
-REFINE_KEY = "refine"  # the meta entry of a second stage's label file
-RULES = ("agreement",)
 
-
-def stage_one_problem(run) -> str | None:
+def stage_one_problem(run: TrainedRun) -> str | None:
     """Why a loaded run (`run.load_run`) cannot be refined, in one line; None when it can."""
     if run.labels.kind != "noisy":
         return f"{run.run_dir} was trained on {run.labels.kind} labels; refine is for noisy labels"
     if run.config.method != "dmis":
         return f"{run.run_dir} was trained with --method {run.config.method}; refine follows a DMIS run"
-    if REFINE_KEY in run.labels.meta:
+    if STAGE_KEY in run.labels.meta:
         return f"{run.run_dir} is itself a second stage; refine its first stage instead"
     return None
-
-
-def agreement_labels(labels: ImpreciseLabels, model_class: np.ndarray, validation_rows: np.ndarray, *,
-                     transition: np.ndarray | None, source: str) -> ImpreciseLabels:
-    """Stage 2's semi-supervised labels from stage 1's noisy `labels` and its classifier's class
-    for every training image (`model_class`, (N,); the validation rows' entries are not read):
-    z where the model names z, unlabelled elsewhere and on the `validation_rows`, which neither
-    stage trains on. The meta keeps what scoring stage 2 like stage 1 needs (the validation rows,
-    every row's noisy label, stage 1's estimated `transition`) and the run it came from
-    (`source`); the truth of a synthetic label file is carried for diagnostics only (nothing
-    trains on it)."""
-    z = np.asarray(labels.observed)
-    keep = np.asarray(model_class) == z
-    keep[np.asarray(validation_rows, dtype=np.int64)] = False
-    k = labels.num_classes
-    matrix = np.where(keep[:, None], np.eye(k, dtype=np.float32)[z], np.ones((len(z), k), dtype=np.float32))
-    meta = {REFINE_KEY: {"rule": "agreement", "from": source,
-                         "validation_rows": [int(i) for i in validation_rows],
-                         "observed": [int(i) for i in z],
-                         "transition": None if transition is None else np.asarray(transition, dtype=float).tolist()}}
-    return ImpreciseLabels(matrix, kind="semi", true_labels=labels.true_labels, meta=meta)
-
-
-def pinned_validation_rows(labels) -> torch.Tensor | None:
-    """The validation rows a second stage's label file pins (stage 1's, sorted); None for any
-    other label file."""
-    entry = labels.meta.get(REFINE_KEY)
-    if entry is None:
-        return None
-    return torch.as_tensor(sorted(entry["validation_rows"]), dtype=torch.long)
-
-
-def first_stage_labels(labels) -> tuple[ImpreciseLabels, np.ndarray | None] | None:
-    """(stage 1's noisy labels, stage 1's estimated T or None) that a second stage's label file
-    carries, to score its validation rows against; None for any other label file."""
-    entry = labels.meta.get(REFINE_KEY)
-    if entry is None:
-        return None
-    z = np.asarray(entry["observed"], dtype=np.int64)
-    noisy = ImpreciseLabels(np.eye(labels.num_classes, dtype=np.float32)[z], kind="noisy", observed=z)
-    t = entry.get("transition")
-    return noisy, None if t is None else np.asarray(t, dtype=np.float64)
 
 
 def refine_config(stage1: TrainConfig, labels_file: Path, *, total_kimg: float | None = None) -> TrainConfig:
@@ -95,7 +52,7 @@ def refine_config(stage1: TrainConfig, labels_file: Path, *, total_kimg: float |
                           total_kimg=stage1.total_kimg if total_kimg is None else total_kimg)
 
 
-def refine_labels(run, *, device="cpu") -> tuple[ImpreciseLabels, dict]:
+def refine_labels(run: TrainedRun, *, device="cpu") -> tuple[ImpreciseLabels, dict]:
     """(stage 2's label file, a report) from a finished stage-1 run (`run.load_run`'s result): its
     classifier (inference posterior, every class scored, no label read) classifies the training
     rows the run trained on, and `agreement_labels` keeps the labels it agrees with. ValueError,
@@ -103,11 +60,6 @@ def refine_labels(run, *, device="cpu") -> tuple[ImpreciseLabels, dict]:
 
     The report is label-free (rows, kept share) apart from what a synthetic label file's truth
     says (kept_right, wrong_kept_share, observed_right: diagnostics, read by nothing)."""
-    # Imported here: eval.validation imports this module for the pinned rows and the noisy view.
-    from wsl_diffusion.classifier import DiffusionClassifier
-    from wsl_diffusion.eval.validation import label_rows, validation_split
-    from wsl_diffusion.run import CHECKPOINT_NAME, load_checkpoint
-
     problem = stage_one_problem(run)
     if problem:
         raise ValueError(problem)
@@ -120,7 +72,7 @@ def refine_labels(run, *, device="cpu") -> tuple[ImpreciseLabels, dict]:
     t = load_checkpoint(run_dir / CHECKPOINT_NAME).get("transition")
     labels = agreement_labels(run.labels, model_class, validation,
                               transition=None if t is None or not t.numel() else t.double().numpy(),
-                              source=str(Path(run_dir).resolve()))
+                              source=str(run_dir.resolve()))
     kept = np.asarray(labels.is_labelled, dtype=bool)
     report = {"run_dir": str(run_dir), "rows": len(fit), "validation_rows": len(validation),
               "kept_share": float(kept[fit].mean())}
