@@ -27,7 +27,7 @@ from label_models.io import load_labels, save_labels
 from wsl_diffusion.config import Execution
 from label_models.agreement import STAGE_KEY
 from wsl_diffusion.training.refine import refine_config, refine_labels, stage_one_problem
-from wsl_diffusion.run import SUMMARY_NAME, check_run_dir, load_config, load_run
+from wsl_diffusion.run import CONFIG_NAME, SUMMARY_NAME, check_run_dir, load_config, load_run
 
 REFINE_LABELS_NAME = "refine_labels.npz"
 
@@ -50,6 +50,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def resumed_config(stage1: Path, out: Path, total_kimg: float | None):
     """The saved stage-2 config in `out`, checked to be a second stage of `stage1`."""
+    if not (out / CONFIG_NAME).is_file():
+        raise ValueError(f"{out} holds no second stage to resume; start it without --resume")
     config = load_config(out)
     source = load_labels(config.labels_file).meta.get(STAGE_KEY, {}).get("from") if config.labels_file else None
     if source != str(stage1.resolve()):
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         config = resumed_config(stage1, out, args.total_kimg)
     else:
         check_run_dir(out, resume=False)  # before the stage-1 model classifies anything
+        if not stage1.is_dir():
+            raise ValueError(f"{stage1} does not exist; pass the directory of a finished noisy-label run")
         try:
             finished = json.loads((stage1 / SUMMARY_NAME).read_text()).get("finished", False)
         except (OSError, ValueError):

@@ -108,14 +108,17 @@ def test_refine_resumes_only_its_own_second_stage(stage_one, stage_two, tmp_path
     other.mkdir()
     code, _, err = run_cli(["refine", str(other), "--out", str(stage_two), "--resume"], capsys)
     assert code == 2 and "is not a second stage of" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["refine", str(stage_one), "--out", str(other), "--resume"], capsys)
+    assert code == 2 and "holds no second stage to resume" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("case,needle", [("partial", "refine is for noisy labels"),
                                          ("unfinished", "holds no finished training run"),
+                                         ("missing", "does not exist"),
                                          ("taken", "already holds a run")])
 def test_refine_refuses_what_it_cannot_refine_in_one_line(case, needle, tiny_run, stage_one, stage_two, tmp_path,
                                                          capsys):
-    run = {"partial": tiny_run, "unfinished": tmp_path, "taken": stage_one}[case]
+    run = {"partial": tiny_run, "unfinished": tmp_path, "missing": tmp_path / "nothing", "taken": stage_one}[case]
     out = stage_two if case == "taken" else tmp_path / "out"
     code, _, err = run_cli(["refine", str(run), "--out", str(out), "--threads", "1"], capsys)
     assert code == 2
