@@ -70,7 +70,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
     p.add_argument("--settings", default=None, help=f"comma-separated subset of: {', '.join(SETTINGS)}")
     p.add_argument("--methods", default=None,
-                   help="comma-separated subset of methods: vanilla, dmis and baseline names (default: all)")
+                   help="comma-separated subset of methods: vanilla, dmis, dmis-refine and baseline names (default: "
+                        "all but dmis-refine, the two-stage noisy-label method, which runs only when named)")
     p.add_argument("--kimg", type=float, default=None, help="diffusion training length (default: the preset's)")
     p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default=None,
                    help="diffusion network size (default: the preset's)")

@@ -27,19 +27,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from label_models.corruption import CorruptionSpec, corrupt
+from label_models.io import load_labels, save_labels
 
 from wsl_diffusion.bench import baselines
 from wsl_diffusion.bench.report import write_report
-from wsl_diffusion.bench.settings import (DIFFUSION_METHODS, PRESETS, check_setting, method_budget, methods_for_setting,
-                                          setting_kind, setting_spec)
+from wsl_diffusion.bench.settings import (DIFFUSION_METHODS, OPT_IN_METHODS, PRESETS, REFINE_METHOD, check_setting,
+                                          method_budget, methods_for_setting, setting_kind, setting_spec)
 from wsl_diffusion.bench.store import is_finished, load_results, merge_record, record_key, results_lock
 from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset, flat_features, targets_in_label_space
 from wsl_diffusion.data.sources import load_dataset
 from wsl_diffusion.model.network import PRESETS as MODEL_PRESETS
 from wsl_diffusion.posterior import PosteriorConfig, nfe_per_image
-from wsl_diffusion.run import CHECKPOINT_NAME, SUMMARY_NAME
+from wsl_diffusion.run import CHECKPOINT_NAME, SUMMARY_NAME, load_config, load_run
 from wsl_diffusion.training.loop import train
+from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def plan_cells(*, settings: Sequence[str], seeds: Sequence[int], methods: Sequen
     group = 0
     missing = {name for name, b in baselines.REGISTRY.items() if not b.installed}
     for name in settings:
-        chosen = ([m for m in applicable[name] if m not in missing] if methods is None
+        chosen = ([m for m in applicable[name] if m not in missing and m not in OPT_IN_METHODS] if methods is None
                   else [m for m in applicable[name] if m in methods])
         for seed in seeds:
             if group % n_shard == i_shard:
@@ -120,14 +122,48 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
                          **{**kind_defaults(spec.supervision), **(overrides or {})})
     run_dir = Path(run_dir)
     resume = (run_dir / CHECKPOINT_NAME).is_file()
-    summary_path = run_dir / SUMMARY_NAME
-    if resume and summary_path.is_file():
-        done = json.loads(summary_path.read_text()).get("kimg", 0.0)
+    if resume:
+        done = load_config(run_dir).total_kimg  # what it was asked for (its steps round it up)
         if done > kimg * 1.0001 + 1e-9:
             raise ValueError(f"{run_dir} already trained for {done:g} kimg > {kimg:g}; use another `out`")
     summary = train(config, run_dir, train_data=train_data, labels=labels, test_data=test_data,
                     test_targets=targets_in_label_space(labels, test_data.targets), resume=resume,
                     progress=progress, console=console)
+    return diffusion_record(summary, config, labels, run_dir=run_dir, resumed=resume)
+
+
+def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, test_data: ArrayDataset,
+                    stage1: Path, run_dir: Path, dataset: str, model: str, kimg: float, seed: int,
+                    overrides: dict | None = None) -> dict:
+    """Two stages for noisy labels: the "dmis" cell's run in `stage1` (trained or continued here
+    when it has not finished `kimg`), then a second stage in `run_dir` on the labels its model
+    agrees with (`training.refine`), `kimg` long. -> the record of `run_diffusion_cell`, its
+    train_seconds being the second stage's."""
+    stage1, run_dir = Path(stage1), Path(run_dir)
+    labels_file = run_dir / REFINE_LABELS_NAME
+    resume = (run_dir / CHECKPOINT_NAME).is_file()
+    summary = json.loads((stage1 / SUMMARY_NAME).read_text()) if (stage1 / SUMMARY_NAME).is_file() else {}
+    if not (summary.get("finished") and load_config(stage1).total_kimg == kimg):
+        if resume:  # its labels came from a stage 1 of another length
+            raise ValueError(f"{run_dir} was refined from {stage1} before it trained {kimg:g} kimg; remove "
+                             f"{run_dir} to refine the longer run")
+        run_diffusion_cell("dmis", spec=spec, labels=labels, train_data=train_data, test_data=test_data,
+                           run_dir=stage1, dataset=dataset, model=model, kimg=kimg, seed=seed, overrides=overrides)
+    if resume:
+        refined = load_labels(labels_file)
+    else:
+        refined, _ = refine_labels(load_run(stage1))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_labels(labels_file, refined)
+    config = refine_config(load_config(stage1), labels_file, total_kimg=kimg)
+    summary = train(config, run_dir, train_data=train_data, labels=refined, test_data=test_data,
+                    test_targets=targets_in_label_space(refined, test_data.targets), resume=resume, progress=False)
+    return diffusion_record(summary, config, refined, run_dir=run_dir, resumed=resume)
+
+
+def diffusion_record(summary: dict, config: TrainConfig, labels, *, run_dir: Path, resumed: bool) -> dict:
+    """A diffusion cell's record from its run's summary; RuntimeError (the cell's recorded error)
+    for a run that stopped before its end."""
     if summary.get("test_accuracy_ema") is None:
         raise RuntimeError(f"training in {run_dir} stopped before its end; no test accuracy")
     # The test posterior's cost: the table's schedule at `INFERENCE_DRAWS` draws per level (older
@@ -136,7 +172,7 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
     record = {"accuracy": float(summary["test_accuracy_ema"]), "train_seconds": float(summary["seconds_this_call"]),
               "nfe_per_image": nfe_per_image(PosteriorConfig(**tested) if tested else config.posterior,
                                              labels.num_classes),
-              "temperature": float(summary.get("temperature", 1.0)), "resumed": resume}
+              "temperature": float(summary.get("temperature", 1.0)), "resumed": resumed}
     if summary.get("test_accuracy_ema_one_draw") is not None:
         record["accuracy_one_draw"] = float(summary["test_accuracy_ema_one_draw"])
     return record
@@ -237,7 +273,15 @@ def run_benchmark(out: str | Path, *, preset: str = "digits", seeds: Sequence[in
             t0 = time.perf_counter()
             try:
                 labels = labels_of(cell.setting, cell.seed)
-                if cell.method in DIFFUSION_METHODS:
+                if cell.method == REFINE_METHOD:
+                    run_dir = out / "runs" / cell.setting / cell.method / f"seed{cell.seed}"
+                    result = run_refine_cell(spec=setting_spec(cell.setting, cell.seed), labels=labels,
+                                             train_data=train_data, test_data=test_data,
+                                             stage1=out / "runs" / cell.setting / "dmis" / f"seed{cell.seed}",
+                                             run_dir=run_dir, dataset=p.dataset, model=model, kimg=kimg,
+                                             seed=cell.seed, overrides=diffusion_overrides)
+                    result["run_dir"] = run_dir.relative_to(out).as_posix()
+                elif cell.method in DIFFUSION_METHODS:
                     run_dir = out / "runs" / cell.setting / cell.method / f"seed{cell.seed}"
                     result = run_diffusion_cell(cell.method, spec=setting_spec(cell.setting, cell.seed), labels=labels,
                                                 train_data=train_data, test_data=test_data, run_dir=run_dir,

@@ -1,7 +1,8 @@
 """The benchmark's catalogue: named settings, presets, which methods apply, and their budgets.
 
 A *setting* is a named `CorruptionSpec` whose seed is the benchmark seed; a *method* is "vanilla"
-or "dmis" (a diffusion model trained with `training.train` and used as a Bayes classifier) or a
+or "dmis" (a diffusion model trained with `training.train` and used as a Bayes classifier),
+"dmis-refine" (noisy labels, when named: DMIS, then a second DMIS stage on the labels it agrees with) or a
 baseline of `baselines.REGISTRY` that applies to the setting's supervision kind. A method's
 *budget* is a printable description of the training it gets; a finished result is current only
 while its budget is unchanged.
@@ -15,7 +16,12 @@ from label_models.corruption import CorruptionSpec
 
 from wsl_diffusion.bench import baselines
 
-DIFFUSION_METHODS: tuple[str, ...] = ("vanilla", "dmis")
+DIFFUSION_METHODS: tuple[str, ...] = ("vanilla", "dmis", "dmis-refine")
+# Two stages for noisy labels: the "dmis" cell's run, then `wsl-diff refine` on it
+# (`training.refine`). Run only when named: it costs a second training run per cell and is on trial
+# (benchmarks/results/digits/select/refine_agreement.md).
+REFINE_METHOD = "dmis-refine"
+OPT_IN_METHODS: tuple[str, ...] = (REFINE_METHOD,)
 
 # Setting name -> CorruptionSpec fields (without the seed, which is the benchmark seed).
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -95,8 +101,11 @@ def describe_setting(name: str) -> str:
 
 
 def methods_for_setting(name: str) -> list[str]:
-    """Every method that applies to a setting: the diffusion methods, then the baselines."""
-    return list(DIFFUSION_METHODS) + list(baselines.methods_for(setting_kind(name)))
+    """Every method that applies to a setting: the diffusion methods (the two-stage one for noisy
+    labels only), then the baselines."""
+    kind = setting_kind(name)
+    diffusion = [m for m in DIFFUSION_METHODS if m != REFINE_METHOD or kind == "noisy"]
+    return diffusion + list(baselines.methods_for(kind))
 
 
 def diffusion_budget(kimg: float, model: str) -> str:
@@ -106,6 +115,8 @@ def diffusion_budget(kimg: float, model: str) -> str:
 
 def method_budget(method: str, *, kimg: float, model: str) -> str:
     """The budget of any method: diffusion ones from (kimg, model), baselines from the catalogue."""
+    if method == REFINE_METHOD:
+        return f"{kimg:g} + {diffusion_budget(kimg, model)}"
     if method in DIFFUSION_METHODS:
         return diffusion_budget(kimg, model)
     return baselines.REGISTRY[method].budget

@@ -30,6 +30,8 @@ from wsl_diffusion.config import TrainConfig, default_table_unmix, default_topk
 from wsl_diffusion.eval.validation import label_rows, validation_split
 from wsl_diffusion.run import CHECKPOINT_NAME, TrainedRun, load_checkpoint
 
+REFINE_LABELS_NAME = "refine_labels.npz"  # stage 2's label file, in its run directory
+
 
 def stage_one_problem(run: TrainedRun) -> str | None:
     """Why a loaded run (`run.load_run`) cannot be refined, in one line; None when it can."""

@@ -174,3 +174,30 @@ def test_unreadable_results_file_is_a_clear_error(tmp_path, small_data):
     with pytest.raises(ValueError, match="not a benchmark results file"):
         runner.run_benchmark(tmp_path, settings=["sym-20"], seeds=[0], methods=["knn"], data=small_data,
                              progress=False)
+
+
+def test_the_two_stage_method_runs_only_when_named_and_refines_the_dmis_cells_run(tmp_path, small_data):
+    """dmis-refine applies to noisy settings only and is left out of a default plan; named, it
+    reuses (or trains) the dmis cell's run as stage 1 and trains stage 2 on the labels that run's
+    model agrees with."""
+    from label_models.io import load_labels
+
+    assert "dmis-refine" not in {c.method for c in runner.plan_cells(settings=["sym-20"], seeds=[0])}
+    assert "dmis-refine" in {c.method for c in runner.plan_cells(settings=["sym-20"], seeds=[0],
+                                                                 methods=["dmis-refine"])}
+    with pytest.raises(ValueError, match="applies to none"):
+        runner.plan_cells(settings=["partial-0.3"], seeds=[0], methods=["dmis-refine"])
+    out = tmp_path / "bench"
+    kwargs = dict(preset="digits-quick", settings=["sym-20"], seeds=[0], kimg=0.05, model="tiny", data=small_data,
+                  diffusion_overrides=TINY, progress=False)
+    (record,) = runner.run_benchmark(out, methods=["dmis-refine"], **kwargs)
+    assert "error" not in record, record.get("error")
+    assert record["budget"] == "0.05 + 0.05 kimg, tiny" and 0 <= record["accuracy"] <= 1
+    stage1, stage2 = out / "runs/sym-20/dmis/seed0", out / record["run_dir"]
+    refined = load_labels(stage2 / "refine_labels.npz")
+    assert refined.kind == "semi" and refined.meta["refine"]["from"] == str(stage1.resolve())
+    # the dmis cell, run afterwards, finds its run finished and only re-scores it
+    stamp = (stage1 / "checkpoint.pt").stat().st_mtime_ns
+    records = runner.run_benchmark(out, methods=["dmis"], **kwargs)
+    (dmis,) = [r for r in records if r["method"] == "dmis"]
+    assert "error" not in dmis and dmis["resumed"] is True and (stage1 / "checkpoint.pt").stat().st_mtime_ns == stamp
