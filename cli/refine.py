@@ -23,11 +23,11 @@ from rich.console import Console
 
 from cli.common import add_threads_argument, set_threads
 from cli.train import train_and_report
+from label_models.agreement import STAGE_KEY
 from label_models.io import load_labels, save_labels
 from wsl_diffusion.config import Execution
-from label_models.agreement import STAGE_KEY
-from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels, stage_one_problem
 from wsl_diffusion.run import CONFIG_NAME, SUMMARY_NAME, check_run_dir, load_config, load_run
+from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels, stage_one_problem
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
