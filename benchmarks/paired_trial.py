@@ -7,9 +7,12 @@ the same held-out rows), as the rules in benchmarks/results/digits/select/ read 
 
 Per setting and seed: the paired per-row validation gain under the held-out T
 (`row_log_lik_heldout_t`), the shared T (`row_log_lik_shared`) and each run's own T
-(`row_log_lik`); the held-out T's dominant rows; log |det T| of each run's own estimate
+(`row_log_lik`); the agreement of each model's most probable class with the row's noisy label
+(`row_agreement_shared`: the shared T is symmetric, so the label favours exactly its own class);
+the held-out T's dominant rows; log |det T| of each run's own estimate
 (label-free). Per setting over the seeds: the mean gain against the root mean square of the
-per-seed standard errors, as `select_defaults.report` pools them. Read from the truth and printed
+per-seed standard errors, as `select_defaults.report` pools them; over all settings, the mean of
+every per-seed gain. Read from the truth and printed
 beside, chosen by nothing: the final table's true-class rate, T's max error, test accuracy. A
 pair whose runs are not both finished is skipped and listed.
 """
@@ -24,7 +27,11 @@ import numpy as np
 from select_defaults import log_det_transition
 from wsl_diffusion.eval.validation import run_validation
 
-SCORES = {"held-out T": "row_log_lik_heldout_t", "shared T": "row_log_lik_shared", "own T": "row_log_lik"}
+SCORES = {"held-out T": "row_log_lik_heldout_t", "shared T": "row_log_lik_shared", "own T": "row_log_lik",
+          "agreement": "row_agreement_shared"}
+# what a per-row gain is in: log-likelihoods in nats per row; agreement (the model's most probable
+# class is the row's noisy label: 1 or 0) in the share of the validation rows
+UNITS = {"agreement": "share of rows"}
 
 
 def last_refresh(run: Path) -> dict:
@@ -72,8 +79,9 @@ def main() -> None:
     p.add_argument("--seeds", default="3,4,5")
     p.add_argument("--json", default=None, help="write the per-seed records here")
     args = p.parse_args()
-    lines = ["| setting | seed | gain, held-out T | shared T | own T | dominant rows | log det T | "
-             "table true class % | T max error | test % (not used) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| setting | seed | gain, held-out T | shared T | own T | agreement | dominant rows | log det T | "
+             "table true class % | T max error | test % (not used) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    every: dict[str, list[float]] = {}
     pooled, records, missing = [], [], []
     for setting in args.settings.split(","):
         gains: dict[str, list[tuple[float, float]]] = {}
@@ -92,14 +100,18 @@ def main() -> None:
                                          "test")}})
             cell = lambda name: "" if name not in g else f"{g[name][0]:+.4f} ± {g[name][1]:.4f}"  # noqa: E731
             lines.append(f"| {setting} | {seed} | {cell('held-out T')} | {cell('shared T')} | {cell('own T')} | "
+                         f"{cell('agreement')} | "
                          f"{d['dominant_rows']} -> {c['dominant_rows']} | {num(d['log_det_t'], 2)} -> {num(c['log_det_t'], 2)} | "
                          f"{pct(d['table_true_class'])} -> {pct(c['table_true_class'])} | "
                          f"{num(d['t_error_max'], 3)} -> {num(c['t_error_max'], 3)} | {pct(d['test'])} -> {pct(c['test'])} |")
         for name, values in gains.items():
+            every.setdefault(name, []).extend(m for m, _ in values)
             mean = float(np.mean([m for m, _ in values]))
             se = float(np.sqrt(np.mean([s ** 2 for _, s in values])))
-            pooled.append(f"- {setting}, {name}: {mean:+.4f} ± {se:.4f} nats/row over {len(values)} seeds "
-                          f"({mean / se if se > 0 else float('nan'):+.1f} s.e.)")
+            pooled.append(f"- {setting}, {name}: {mean:+.4f} ± {se:.4f} {UNITS.get(name, 'nats/row')} over "
+                          f"{len(values)} seeds ({mean / se if se > 0 else float('nan'):+.1f} s.e.)")
+    for name, values in every.items():
+        pooled.append(f"- every setting, {name}: mean of the {len(values)} per-seed gains {float(np.mean(values)):+.4f}")
     print("\n".join(lines + [""] + pooled + ([f"\nnot finished: {', '.join(missing)}"] if missing else [])))
     if args.json:
         Path(args.json).write_text(json.dumps({"records": records, "pooled": pooled, "missing": missing}, indent=1))
