@@ -89,6 +89,7 @@ def test_stage_two_is_scored_against_the_first_stages_noisy_labels_under_its_t(s
 
 def test_paired_trial_pairs_a_second_stage_with_its_first(stage_one, stage_two, tmp_path):
     """benchmarks/paired_trial.py scores stage 2 against stage 1 row by row; stage 2 has no T."""
+    from wsl_diffusion.eval.validation import run_validation
     out = tmp_path / "paired.json"
     proc = subprocess.run([sys.executable, "benchmarks/paired_trial.py", "--cand", str(stage_two), "--default",
                            str(stage_one), "--settings", "sym-40", "--seeds", "0", "--json", str(out)],
@@ -96,7 +97,12 @@ def test_paired_trial_pairs_a_second_stage_with_its_first(stage_one, stage_two, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     (record,) = json.loads(out.read_text())["records"]
     assert record["log_det_t_cand"] is None and record["log_det_t_default"] is not None
-    assert set(record["gain"]) == {"held-out T", "shared T", "own T"}
+    assert set(record["gain"]) == {"held-out T", "shared T", "own T", "agreement"}
+    # the same rows in both runs, so the mean per-row agreement gain is the difference of the two
+    # models' agreement with the noisy labels (each row scores 0 or 1)
+    v_one, v_two = run_validation(stage_one), run_validation(stage_two)
+    assert record["gain"]["agreement"][0] == pytest.approx(v_two["agreement_shared"] - v_one["agreement_shared"])
+    assert set(v_one["row_agreement_shared"]) <= {0, 1}
 
 
 def test_refine_resumes_only_its_own_second_stage(stage_one, stage_two, tmp_path, capsys):
