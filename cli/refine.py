@@ -9,7 +9,8 @@ image; a label is kept where the model names it, and every other row becomes unl
 trains a new DMIS model on those semi-supervised labels with stage 1's settings (seed, model,
 length, validation share). It writes RUN2/refine_labels.npz, then everything `wsl-diff train`
 writes. With --validation in stage 1, stage 2 holds out the same rows and scores its model on
-their noisy labels, so summary.json's validation scores of the two stages compare directly.
+their noisy labels, so summary.json's validation scores of the two stages compare directly (the
+last line printed pairs them).
 See wsl_diffusion/training/refine.py for why it helps, and the README for what it was measured to do.
 """
 from __future__ import annotations
@@ -58,6 +59,25 @@ def resumed_config(stage1: Path, out: Path, total_kimg: float | None):
     return config if total_kimg is None else config.replace(total_kimg=total_kimg)
 
 
+def stage_comparison(stage1: Path, stage2: Path) -> str | None:
+    """One line comparing the two stages' validation scores, or None where either run has none.
+    Stage 2 scores stage 1's held-out rows against stage 1's noisy labels, so the numbers pair up:
+    the agreement of the model's most probable class with the noisy label (the score the second
+    trial in benchmarks/results/digits/select/refine_agreement.md decides by) and the held-out-T
+    log-likelihood."""
+    try:
+        one, two = (json.loads((d / SUMMARY_NAME).read_text()).get("validation") or {} for d in (stage1, stage2))
+    except (OSError, ValueError):
+        return None
+    if not (one.get("rows") and two.get("rows") and "agreement_shared" in one and "agreement_shared" in two):
+        return None
+    parts = [f"agreement with the noisy labels {100 * one['agreement_shared']:.1f}% -> "
+             f"{100 * two['agreement_shared']:.1f}%"]
+    if "log_lik_heldout_t" in one and "log_lik_heldout_t" in two:
+        parts.append(f"held-out-T log-likelihood {one['log_lik_heldout_t']:.4f} -> {two['log_lik_heldout_t']:.4f} nats/row")
+    return f"validation, stage 1 -> stage 2 (the same {two['rows']} held-out rows and noisy labels): " + "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     console = Console(stderr=True)
@@ -92,4 +112,8 @@ def run(args: argparse.Namespace) -> int:
                           "(where stage 1's classifier names the label); the rest train unlabelled"
                           + (f"; {100 * report['kept_right']:.1f}% of the kept labels are right (read from the "
                              "label file's true labels, a diagnostic)" if report.get("kept_right") is not None else ""))
-    return train_and_report(config, out, args, console=console, execution=Execution(device=args.device))
+    code = train_and_report(config, out, args, console=console, execution=Execution(device=args.device))
+    line = stage_comparison(stage1, out) if code == 0 and not args.json else None
+    if line:
+        console.print(line)
+    return code

@@ -129,3 +129,17 @@ def test_refine_refuses_what_it_cannot_refine_in_one_line(case, needle, tiny_run
     code, _, err = run_cli(["refine", str(run), "--out", str(out), "--threads", "1"], capsys)
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_stage_comparison_pairs_both_summaries_and_needs_a_validation_split(stage_one, stage_two, tmp_path):
+    from cli.refine import stage_comparison
+
+    one, two = (json.loads((d / "summary.json").read_text())["validation"] for d in (stage_one, stage_two))
+    line = stage_comparison(stage_one, stage_two)
+    assert f"{100 * one['agreement_shared']:.1f}% -> {100 * two['agreement_shared']:.1f}%" in line
+    assert f"{one['log_lik_heldout_t']:.4f} -> {two['log_lik_heldout_t']:.4f}" in line
+    assert f"the same {two['rows']} held-out rows" in line and two["rows"] == one["rows"] == 40
+    without = tmp_path / "no-validation"
+    without.mkdir()
+    (without / "summary.json").write_text(json.dumps({"finished": True}))
+    assert stage_comparison(without, stage_two) is None and stage_comparison(stage_one, tmp_path / "missing") is None
