@@ -18,8 +18,9 @@ from wsl_diffusion.bench import baselines
 
 DIFFUSION_METHODS: tuple[str, ...] = ("vanilla", "dmis", "dmis-refine")
 # Two stages for noisy labels: the "dmis" cell's run, then `wsl-diff refine` on it
-# (`training.refine`). Run only when named: it costs a second training run per cell and is on trial
-# (benchmarks/results/digits/select/refine_agreement.md).
+# (`training.refine`), the README's noisy-label recipe since it was adopted on the validation split
+# (benchmarks/results/digits/select/refine_agreement.md). Run only when named: it costs a second
+# training run per cell, and the table's noisy cells at it have not all been run yet.
 REFINE_METHOD = "dmis-refine"
 OPT_IN_METHODS: tuple[str, ...] = (REFINE_METHOD,)
 
