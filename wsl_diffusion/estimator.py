@@ -23,6 +23,13 @@ directory that is removed afterwards (the model stays in memory); predictions go
 `DiffusionClassifier`, the same path as `DiffusionClassifier.from_run` on a saved run.
 `budget` caps the network evaluations per predicted image (`DiffusionClassifier.predict_proba`'s
 `budget=`, fitted on the training images); None: the run's schedule.
+
+`refine=True` (noisy labels, method "dmis") fits the README's two-stage noisy-label recipe, as
+`wsl-diff train` then `wsl-diff refine`: stage 1 in run_dir/stage1, then a second model, `kimg`
+long again, trained on the labels stage 1's classifier agrees with (`training.refine`), in
+run_dir/stage2; predictions come from stage 2. It is off by default because the recipe was chosen
+at 256 kimg on digits (benchmarks/results/digits/select/refine_agreement.md) and doubles the
+training time.
 """
 from __future__ import annotations
 
@@ -35,12 +42,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from label_models.io import save_labels
 from label_models.labels import ImpreciseLabels
 
 from wsl_diffusion.classifier import DiffusionClassifier, calibration_of
 from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset
+from wsl_diffusion.run import load_run
 from wsl_diffusion.training.loop import train
+from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels
 
 SUPERVISIONS = ("auto", "noisy", "semi", "partial", "clean")
 
@@ -59,13 +69,14 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     run_dir: where the run is written (None: a temporary directory). It must not hold a run
       yet, so leave it None when scikit-learn fits clones (cross-validation, grid search).
     budget: at most this many network evaluations per predicted image (None: the run's schedule).
+    refine: two stages for noisy labels (see the module docstring); False: one stage.
     """
 
     def __init__(self, supervision: str = "auto", kimg: float = 64.0, model: str = "small",
                  batch_size: int = 128, method: str = "dmis", image_shape: tuple | None = None,
                  positive_unlabelled: bool = False, pu_class_prior: float | None = None,
                  random_state: int = 0, threads: int | None = None, run_dir: str | None = None,
-                 budget: int | None = None):
+                 budget: int | None = None, refine: bool = False):
         self.supervision = supervision
         self.kimg = kimg
         self.model = model
@@ -78,6 +89,7 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
         self.budget = budget
         self.threads = threads
         self.run_dir = run_dir
+        self.refine = refine
 
     # ------------------------------------------------------------------------------------------
     # scikit-learn API
@@ -89,6 +101,9 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("DMISClassifier requires y to be passed, but the target y is None")
         X = self._check_X(X, fitting=True)
         labels = self._labels(y, len(X))
+        if self.refine and (labels.kind != "noisy" or self.method != "dmis"):
+            raise ValueError(f"refine=True is the two-stage recipe for noisy labels with method='dmis'; these are "
+                             f"{labels.kind} labels with method={self.method!r}: pass refine=False")
         images = self._images(X, fitting=True)
         config = TrainConfig(
             dataset="<in-memory array>", supervision={"supervision": labels.kind}, method=self.method,
@@ -104,10 +119,10 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
 
             torch.set_num_threads(int(self.threads))
         if self.run_dir is not None:
-            self.classifier_ = self._train(config, Path(self.run_dir), data, labels)
+            self.classifier_ = self._fit_stages(config, Path(self.run_dir), data, labels)
         else:
             with tempfile.TemporaryDirectory(prefix="dmis-fit-") as tmp:
-                self.classifier_ = self._train(config, Path(tmp), data, labels)
+                self.classifier_ = self._fit_stages(config, Path(tmp), data, labels)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -129,9 +144,23 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------
     # Helpers
 
+    def _fit_stages(self, config: TrainConfig, run_dir: Path, data: ArrayDataset, labels) -> DiffusionClassifier:
+        """One run in run_dir, or with `refine` stage 1 in run_dir/stage1 and stage 2 in run_dir/stage2."""
+        if not self.refine:
+            return self._train(config, run_dir, data, labels)
+        stage1, stage2 = run_dir / "stage1", run_dir / "stage2"
+        self._train(config, stage1, data, labels, classifier=False)
+        refined, _ = refine_labels(load_run(stage1), images=data.images)
+        stage2.mkdir(parents=True, exist_ok=True)
+        save_labels(stage2 / REFINE_LABELS_NAME, refined)  # where `wsl-diff refine` keeps them too
+        return self._train(refine_config(config, stage2 / REFINE_LABELS_NAME), stage2, data, refined)
+
     @staticmethod
-    def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels) -> DiffusionClassifier:
+    def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels, *,
+               classifier: bool = True) -> DiffusionClassifier | None:
         train(config, run_dir, train_data=data, labels=labels, progress=False)
+        if not classifier:
+            return None
         clf = DiffusionClassifier.from_run(run_dir)
         clf.calibration = calibration_of(run_dir, data.images, labels, config)  # the run dir may be temporary
         return clf

@@ -34,7 +34,7 @@ def digits(n=200):
 def test_clone_round_trips_every_parameter():
     est = DMISClassifier(supervision="semi", kimg=3.0, model="tiny", batch_size=32, method="vanilla",
                          image_shape=(8, 8), positive_unlabelled=False, pu_class_prior=None, random_state=7,
-                         threads=1, run_dir="somewhere")
+                         threads=1, run_dir="somewhere", refine=True)
     assert clone(est).get_params() == est.get_params()
 
 
@@ -72,3 +72,32 @@ def test_the_y_conventions_choose_the_supervision(tmp_path):
     assert 0 < json.loads((pu_dir / "summary.json").read_text())["pu_prior"] < 1
     with pytest.raises(ValueError, match="pu_class_prior"):
         DMISClassifier(**FAST, positive_unlabelled=True, pu_class_prior=1.5).fit(X, y == 0)
+
+
+def test_refine_trains_stage_two_on_the_labels_stage_one_agrees_with(tmp_path):
+    """refine=True: stage 1 in run_dir/stage1; stage 2 keeps a row's noisy label exactly where
+    stage 1's classifier names it (the rest unlabelled), and the estimator predicts with stage 2."""
+    from label_models.io import load_labels
+    from wsl_diffusion.classifier import DiffusionClassifier
+
+    X, y = digits()
+    noisy = np.where(np.arange(len(y)) % 4 == 0, (y + 3) % 10, y)
+    est = DMISClassifier(**FAST, run_dir=str(tmp_path), refine=True).fit(X, noisy)
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    named = DiffusionClassifier.from_run(stage1).predict(est._images(X.astype(float), fitting=False))
+    refined = load_labels(stage2 / "refine_labels.npz")
+    kept = np.asarray(refined.is_labelled, dtype=bool)
+    assert np.array_equal(kept, named == noisy)
+    assert (refined.matrix[kept].argmax(axis=1) == noisy[kept]).all() and (refined.matrix[~kept] == 1).all()
+    assert est.classifier_.run_dir == stage2
+    assert est.predict_proba(X[:3]).shape == (3, 10)
+
+
+@pytest.mark.parametrize("kwargs,y_of", [
+    (dict(method="vanilla"), lambda y: y),
+    (dict(), lambda y: np.eye(10)[y] + np.eye(10)[(y + 1) % 10]),  # partial labels
+])
+def test_refine_is_refused_where_the_recipe_does_not_apply(kwargs, y_of):
+    X, y = digits()
+    with pytest.raises(ValueError, match="refine=True is the two-stage recipe for noisy labels"):
+        DMISClassifier(**FAST, **kwargs, refine=True).fit(X, y_of(y))

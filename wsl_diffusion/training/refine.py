@@ -54,11 +54,14 @@ def refine_config(stage1: TrainConfig, labels_file: Path, *, total_kimg: float |
                           total_kimg=stage1.total_kimg if total_kimg is None else total_kimg)
 
 
-def refine_labels(run: TrainedRun, *, device="cpu") -> tuple[ImpreciseLabels, dict]:
+def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = None) -> tuple[ImpreciseLabels, dict]:
     """(stage 2's label file, a report) from a finished stage-1 run (`run.load_run`'s result): its
     classifier (inference posterior, every class scored, no label read) classifies the training
     rows the run trained on, and `agreement_labels` keeps the labels it agrees with. ValueError,
     in one line, for a run that cannot be refined (`stage_one_problem`).
+
+    images: the training images, one per label row, for a run trained on in-memory data (the
+    estimator's); None reads them from the run's dataset (`TrainedRun.splits`).
 
     The report is label-free (rows, kept share) apart from what a synthetic label file's truth
     says (kept_right, wrong_kept_share, observed_right: diagnostics, read by nothing)."""
@@ -66,11 +69,16 @@ def refine_labels(run: TrainedRun, *, device="cpu") -> tuple[ImpreciseLabels, di
     if problem:
         raise ValueError(problem)
     run_dir = Path(run.run_dir)
-    train, _ = run.splits()
-    validation = validation_split(run.config, run.labels, len(train)).numpy()
-    fit = np.flatnonzero(label_rows(len(train), torch.as_tensor(validation)).numpy())
-    model_class = np.full(len(train), -1, dtype=np.int64)
-    model_class[fit] = DiffusionClassifier.from_run(run_dir, device=device).predict(train.images[fit])
+    if images is None:
+        images = run.splits()[0].images
+    elif len(images) != run.labels.num_samples:
+        raise ValueError(f"{len(images)} images for the {run.labels.num_samples} label rows of {run_dir}; "
+                         "pass the images the run trained on")
+    n = len(images)
+    validation = validation_split(run.config, run.labels, n).numpy()
+    fit = np.flatnonzero(label_rows(n, torch.as_tensor(validation)).numpy())
+    model_class = np.full(n, -1, dtype=np.int64)
+    model_class[fit] = DiffusionClassifier.from_run(run_dir, device=device).predict(images[fit])
     t = load_checkpoint(run_dir / CHECKPOINT_NAME).get("transition")
     labels = agreement_labels(run.labels, model_class, validation,
                               transition=None if t is None or not t.numel() else t.double().numpy(),
