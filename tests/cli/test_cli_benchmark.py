@@ -81,11 +81,21 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     code, stdout, err = run_cli(["demo", "--model", "tiny", "--kimg", "0.02", "--out", str(out), "--threads", "1",
                                  "--quiet"], capsys)
     assert code == 0, err
-    assert {"dmis", "vanilla", "svc"} <= set(stdout.split())
+    assert {"dmis", "dmis-refine", "vanilla", "svc"} <= set(stdout.split())
     report = (out / "report.md").read_text()
-    assert "| svc |" in report and "| dmis |" in report and "| vanilla |" in report
+    assert all(f"| {m} |" in report for m in ("svc", "dmis", "dmis-refine", "vanilla"))
+    assert "| 0.02 + 0.02 kimg, tiny |" in report  # the two-stage row's budget says both stages
     assert (out / "dmis" / "samples.png").is_file() and "dmis/samples.png" in report
-    for picture in ("confusion.png", "transition.png", "dmis/curves.png", "vanilla/curves.png"):
+    for picture in ("confusion.png", "transition.png", "dmis/curves.png", "vanilla/curves.png", "dmis-refine/curves.png"):
         assert (out / picture).is_file() and f"({picture})" in report, picture
+    assert "dmis-refine classifier" in report  # the confusion matrix is the recipe's final model's
     labels_meta = json.loads((out / "dmis" / "config.json").read_text())["supervision"]
     assert labels_meta["supervision"] == "noisy" and labels_meta["rate"] == 0.4 and labels_meta["noise"] == "sym"
+    stage2 = json.loads((out / "dmis-refine" / "config.json").read_text())
+    assert stage2["labels_file"] == str((out / "dmis-refine" / "refine_labels.npz").resolve())
+
+    one = tmp_path / "one-stage"
+    code, stdout, err = run_cli(["demo", "--model", "tiny", "--kimg", "0.02", "--out", str(one), "--threads", "1",
+                                 "--quiet", "--no-refine"], capsys)
+    assert code == 0, err
+    assert "dmis-refine" not in stdout and not (one / "dmis-refine").exists()

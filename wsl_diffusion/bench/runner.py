@@ -134,7 +134,7 @@ def run_diffusion_cell(method: str, *, spec: CorruptionSpec, labels, train_data:
 
 def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, test_data: ArrayDataset,
                     stage1: Path, run_dir: Path, dataset: str, model: str, kimg: float, seed: int,
-                    overrides: dict | None = None) -> dict:
+                    overrides: dict | None = None, progress: bool = False, console=None) -> dict:
     """Two stages for noisy labels: the "dmis" cell's run in `stage1` (trained or continued here
     when it has not finished `kimg`), then a second stage in `run_dir` on the labels its model
     agrees with (`training.refine`), `kimg` long. -> the record of `run_diffusion_cell`, its
@@ -148,7 +148,8 @@ def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, t
             raise ValueError(f"{run_dir} was refined from {stage1} before it trained {kimg:g} kimg; remove "
                              f"{run_dir} to refine the longer run")
         run_diffusion_cell("dmis", spec=spec, labels=labels, train_data=train_data, test_data=test_data,
-                           run_dir=stage1, dataset=dataset, model=model, kimg=kimg, seed=seed, overrides=overrides)
+                           run_dir=stage1, dataset=dataset, model=model, kimg=kimg, seed=seed, overrides=overrides,
+                           progress=progress, console=console)
     if resume:
         refined = load_labels(labels_file)
     else:
@@ -157,7 +158,8 @@ def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, t
         save_labels(labels_file, refined)
     config = refine_config(load_config(stage1), labels_file, total_kimg=kimg)
     summary = train(config, run_dir, train_data=train_data, labels=refined, test_data=test_data,
-                    test_targets=targets_in_label_space(refined, test_data.targets), resume=resume, progress=False)
+                    test_targets=targets_in_label_space(refined, test_data.targets), resume=resume,
+                    progress=progress, console=console)
     return diffusion_record(summary, config, refined, run_dir=run_dir, resumed=resume)
 
 
