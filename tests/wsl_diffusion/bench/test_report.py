@@ -43,6 +43,31 @@ def test_report_compares_dmis_with_the_best_baseline_of_each_family(tmp_path):
     assert "| pu-even | 90.00 ± – | elkan_noto_svc 85.00 ± – | +5.00 |  |  |  |" in text  # binary: no clean gap
 
 
+def test_the_comparison_judges_the_two_stage_recipe_where_it_ran_and_pairs_by_seed(tmp_path):
+    """sym-40 has dmis-refine: it is the row's DMIS, and its gap to svc is also given paired by
+    seed over the seeds both finished (seed 2 of svc failed); sym-20 has only dmis."""
+    def rec(setting, method, seed, acc):
+        return {"setting": setting, "method": method, "seed": seed, "accuracy": acc, "budget": "b"}
+
+    refine, svc = [0.97, 0.98, 0.99], [0.96, 0.96]
+    records = ([rec("sym-40", "dmis", k, 0.90) for k in range(3)]
+               + [rec("sym-40", "dmis-refine", k, a) for k, a in enumerate(refine)]
+               + [rec("sym-40", "svc", k, a) for k, a in enumerate(svc)]
+               + [{"setting": "sym-40", "method": "svc", "seed": 2, "error": "RuntimeError: no"}]
+               + [rec("sym-20", "dmis", 0, 0.95), rec("sym-20", "svc", 0, 0.96)])
+    table = report.aggregate(records)
+    d = np.array([100 * (a - b) for a, b in zip(refine, svc)])  # seeds 0 and 1 only
+    mean, se, n = report.paired_difference(table["sym-40"]["dmis-refine"], table["sym-40"]["svc"])
+    assert n == 2 and mean == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / np.sqrt(2))
+    assert report.paired_difference(table["sym-20"]["dmis"], table["sym-20"]["svc"]) is None  # one seed
+    assert report.recipe_of(table["sym-40"]).method == "dmis-refine" and report.recipe_of(table["sym-20"]).method == "dmis"
+    text = report.render_report(tmp_path, records, meta={"preset": "p", "dataset": "digits"})
+    gap = 98.0 - 96.0  # difference of means over each method's own finished seeds
+    assert (f"| sym-40 | 98.00 ± 1.00 (dmis-refine) | svc 96.00 ± 0.00 | {gap:+.2f} "
+            f"(paired {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(2):.2f}) |") in text
+    assert "| sym-20 | 95.00 ± – | svc 96.00 ± – | -1.00 |" in text
+
+
 def test_write_report_reads_the_results_file_and_links_the_sample_grid(tmp_path):
     from wsl_diffusion.bench.store import save_results
 
