@@ -153,7 +153,7 @@ def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, t
     if resume:
         refined = load_labels(labels_file)
     else:
-        refined, _ = refine_labels(load_run(stage1))
+        refined, _ = refine_labels(load_run(stage1), images=train_data.images)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_labels(labels_file, refined)
     config = refine_config(load_config(stage1), labels_file, total_kimg=kimg)
