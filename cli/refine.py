@@ -25,10 +25,10 @@ from rich.console import Console
 from cli.common import add_threads_argument, set_threads
 from cli.train import train_and_report
 from label_models.agreement import STAGE_KEY
-from label_models.io import load_labels, save_labels
+from label_models.io import load_labels
 from wsl_diffusion.config import Execution
 from wsl_diffusion.run import CONFIG_NAME, SUMMARY_NAME, check_run_dir, load_config, load_run
-from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels, stage_one_problem
+from wsl_diffusion.training.refine import stage_one_problem, write_stage_two
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -103,10 +103,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(problem)
         if not args.json:
             console.print(f"classifying the training images with the model in {stage1} ...")
-        labels, report = refine_labels(first, device="cpu" if args.device == "auto" else args.device)
-        out.mkdir(parents=True, exist_ok=True)
-        save_labels(out / REFINE_LABELS_NAME, labels)
-        config = refine_config(load_config(stage1), out / REFINE_LABELS_NAME, total_kimg=args.total_kimg)
+        _, config, report = write_stage_two(first, out, total_kimg=args.total_kimg,
+                                            device="cpu" if args.device == "auto" else args.device)
         if not args.json:
             console.print(f"stage 2 keeps {100 * report['kept_share']:.1f}% of {report['rows']} training labels "
                           "(where stage 1's classifier names the label); the rest train unlabelled"

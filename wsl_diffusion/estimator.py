@@ -42,7 +42,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from label_models.io import save_labels
 from label_models.labels import ImpreciseLabels
 
 from wsl_diffusion.classifier import DiffusionClassifier, calibration_of
@@ -50,7 +49,7 @@ from wsl_diffusion.config import TrainConfig, kind_defaults
 from wsl_diffusion.data.datasets import ArrayDataset
 from wsl_diffusion.run import load_run
 from wsl_diffusion.training.loop import train
-from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels
+from wsl_diffusion.training.refine import write_stage_two
 
 SUPERVISIONS = ("auto", "noisy", "semi", "partial", "clean")
 
@@ -150,10 +149,8 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
             return self._train(config, run_dir, data, labels)
         stage1, stage2 = run_dir / "stage1", run_dir / "stage2"
         self._train(config, stage1, data, labels, classifier=False)
-        refined, _ = refine_labels(load_run(stage1), images=data.images)
-        stage2.mkdir(parents=True, exist_ok=True)
-        save_labels(stage2 / REFINE_LABELS_NAME, refined)  # where `wsl-diff refine` keeps them too
-        return self._train(refine_config(config, stage2 / REFINE_LABELS_NAME), stage2, data, refined)
+        refined, config2, _ = write_stage_two(load_run(stage1), stage2, images=data.images)
+        return self._train(config2, stage2, data, refined)
 
     @staticmethod
     def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels, *,

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from label_models.corruption import CorruptionSpec, corrupt
-from label_models.io import load_labels, save_labels
+from label_models.io import load_labels
 
 from wsl_diffusion.bench import baselines
 from wsl_diffusion.bench.report import write_report
@@ -41,7 +41,7 @@ from wsl_diffusion.model.network import PRESETS as MODEL_PRESETS
 from wsl_diffusion.posterior import PosteriorConfig, nfe_per_image
 from wsl_diffusion.run import CHECKPOINT_NAME, SUMMARY_NAME, load_config, load_run
 from wsl_diffusion.training.loop import train
-from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, refine_labels
+from wsl_diffusion.training.refine import REFINE_LABELS_NAME, refine_config, write_stage_two
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,9 @@ def run_refine_cell(*, spec: CorruptionSpec, labels, train_data: ArrayDataset, t
                            progress=progress, console=console)
     if resume:
         refined = load_labels(labels_file)
+        config = refine_config(load_config(stage1), labels_file, total_kimg=kimg)
     else:
-        refined, _ = refine_labels(load_run(stage1), images=train_data.images)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_labels(labels_file, refined)
-    config = refine_config(load_config(stage1), labels_file, total_kimg=kimg)
+        refined, config, _ = write_stage_two(load_run(stage1), run_dir, total_kimg=kimg, images=train_data.images)
     summary = train(config, run_dir, train_data=train_data, labels=refined, test_data=test_data,
                     test_targets=targets_in_label_space(refined, test_data.targets), resume=resume,
                     progress=progress, console=console)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from label_models.agreement import STAGE_KEY, agreement_labels
+from label_models.io import save_labels
 from label_models.labels import ImpreciseLabels
 from wsl_diffusion.classifier import DiffusionClassifier
 from wsl_diffusion.config import TrainConfig, default_table_unmix, default_topk
@@ -92,3 +93,15 @@ def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = 
         report["wrong_kept_share"] = float((kept & (z != truth))[fit].mean())
         report["observed_right"] = float((z == truth)[fit].mean())
     return labels, report
+
+
+def write_stage_two(run: TrainedRun, out: Path, *, total_kimg: float | None = None, images: np.ndarray | None = None,
+                    device="cpu") -> tuple[ImpreciseLabels, TrainConfig, dict]:
+    """(labels, config, report) of stage 2 in `out`: `refine_labels` of a finished stage-1 run,
+    saved as OUT/refine_labels.npz, and `refine_config` of the run's config pointing at that file.
+    What `wsl-diff refine`, the benchmark's two-stage cell and `DMISClassifier(refine=True)` train on."""
+    labels, report = refine_labels(run, device=device, images=images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_labels(out / REFINE_LABELS_NAME, labels)
+    return labels, refine_config(run.config, out / REFINE_LABELS_NAME, total_kimg=total_kimg), report
