@@ -26,20 +26,21 @@ DEMO_METHODS = ("dmis", "vanilla")
 DEMO_BASELINE = "svc"
 
 
-def demo_pictures(out: Path, test_data, labels) -> list[str]:
-    """Write and link the demo's pictures: each model's training curves, the confusion matrix on
-    the test split of the last DMIS classifier (the second stage's when it ran) and, for noisy
-    labels, the T that the first stage estimated beside the true one."""
+def demo_pictures(out: Path, test_data, labels, methods=DEMO_METHODS) -> list[str]:
+    """Write and link the demo's pictures: the training curves of each of `methods` (the diffusion
+    runs this demo trained), the confusion matrix on the test split of the last DMIS classifier
+    (the second stage's when it ran) and, for noisy labels, the T that the first stage estimated
+    beside the true one."""
     from wsl_diffusion.classifier import DiffusionClassifier
     from wsl_diffusion.data.datasets import targets_in_label_space
     from wsl_diffusion.eval.plots import confusion_matrix, transition_heatmaps
     from wsl_diffusion.run import CHECKPOINT_NAME, CURVES_NAME, load_checkpoint
 
     lines = []
-    for method in (*DEMO_METHODS, REFINE_METHOD):
+    for method in methods:
         if (out / method / CURVES_NAME).is_file():
             lines += [f"Training of {method}:", "", f"![{method} curves]({method}/{CURVES_NAME})", ""]
-    last = REFINE_METHOD if (out / REFINE_METHOD / CHECKPOINT_NAME).is_file() else "dmis"
+    last = REFINE_METHOD if REFINE_METHOD in methods else "dmis"
     clf = DiffusionClassifier.from_run(out / last)
     truth = targets_in_label_space(labels, test_data.targets)
     confusion_matrix(truth, clf.predict(test_data.images), out / "confusion.png", class_names=clf.class_names,
@@ -112,7 +113,7 @@ def run_demo(out: str | Path, *, spec: CorruptionSpec, kimg: float = 128.0, mode
     grid = samples_link(out, row)
     if grid:
         lines += [f"Samples of the diffusion model (one row per class): [{grid}]({grid})", ""]
-    lines += demo_pictures(out, test_data, labels)
+    lines += demo_pictures(out, test_data, labels, methods)
     lines += [f"Total wall time: {total:.0f} s.", ""]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / REPORT_NAME, "\n".join(lines))
