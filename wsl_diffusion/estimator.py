@@ -148,16 +148,13 @@ class DMISClassifier(ClassifierMixin, BaseEstimator):
         if not self.refine:
             return self._train(config, run_dir, data, labels)
         stage1, stage2 = run_dir / "stage1", run_dir / "stage2"
-        self._train(config, stage1, data, labels, classifier=False)
+        train(config, stage1, train_data=data, labels=labels, progress=False)  # no classifier needed from it
         refined, config2, _ = write_stage_two(load_run(stage1), stage2, images=data.images)
         return self._train(config2, stage2, data, refined)
 
     @staticmethod
-    def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels, *,
-               classifier: bool = True) -> DiffusionClassifier | None:
+    def _train(config: TrainConfig, run_dir: Path, data: ArrayDataset, labels) -> DiffusionClassifier:
         train(config, run_dir, train_data=data, labels=labels, progress=False)
-        if not classifier:
-            return None
         clf = DiffusionClassifier.from_run(run_dir)
         clf.calibration = calibration_of(run_dir, data.images, labels, config)  # the run dir may be temporary
         return clf
