@@ -20,7 +20,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.common import set_threads
+from cli.common import add_output_arguments, add_threads_argument, set_threads
 
 
 def _names(text: str | None, flag: str) -> list[str] | None:
@@ -70,17 +70,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
     p.add_argument("--settings", default=None, help=f"comma-separated subset of: {', '.join(SETTINGS)}")
     p.add_argument("--methods", default=None,
-                   help="comma-separated subset of methods: vanilla, dmis, dmis-refine and baseline names (default: "
-                        "all but dmis-refine, the two-stage noisy-label method, which runs only when named)")
+                   help="comma-separated subset of methods: vanilla, dmis, dmis-refine (the two-stage "
+                        "noisy-label method) and baseline names (default: all that apply to each setting)")
     p.add_argument("--kimg", type=float, default=None, help="diffusion training length (default: the preset's)")
     p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default=None,
                    help="diffusion network size (default: the preset's)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    add_threads_argument(p)
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only shard I of N of the (setting, seed) groups; N processes with the same "
                         "--out (e.g. --shard 0/2 and --shard 1/2 with --threads 1 on 2 cores) share results.json")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the records as one JSON object on stdout")
+    add_output_arguments(p, what="the records")
     p.set_defaults(run=run)
     return p
 

@@ -126,6 +126,13 @@ def add_threads_argument(parser: argparse.ArgumentParser, *, default_help: str =
     parser.add_argument("--threads", type=int, default=None, help=f"torch CPU threads (default: {default_help})")
 
 
+def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "the summary") -> None:
+    """--quiet (no progress bars) and --json (`what` as one JSON object on stdout): what the
+    commands that train say while they run and when they end."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON object on stdout")
+
+
 def set_threads(threads: int | None) -> None:
     """torch.set_num_threads(threads), or all cores when None; ValueError below 1."""
     import torch  # here, not at the top: `wsl-diff corrupt` never needs torch

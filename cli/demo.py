@@ -16,7 +16,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.common import add_supervision_arguments, set_threads, spec_from_args
+from cli.common import add_output_arguments, add_supervision_arguments, add_threads_argument, set_threads, spec_from_args
 
 DEMO_KIMG = 128.0
 
@@ -32,9 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-refine", dest="refine", action="store_false",
                    help="noisy labels: skip the second DMIS stage (dmis-refine)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    add_threads_argument(p)
+    add_output_arguments(p, what="the result")
     p.set_defaults(run=run)
     return p
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.common import add_threads_argument, set_threads
+from cli.common import add_output_arguments, add_threads_argument, set_threads
 from cli.train import train_and_report
 from label_models.agreement import STAGE_KEY
 from label_models.io import load_labels
@@ -41,8 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="stage 2's length in thousands of images (default: stage 1's; with --resume: extend it)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     add_threads_argument(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    add_output_arguments(p)
     p.set_defaults(run=run)
     return p
 

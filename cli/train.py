@@ -18,8 +18,8 @@ from rich.console import Console
 
 from label_models.io import load_labels
 
-from cli.common import (add_dataset_arguments, add_supervision_arguments, add_threads_argument, flag_for, given_flags,
-                        print_dataset_notes, set_threads, spec_from_args)
+from cli.common import (add_dataset_arguments, add_output_arguments, add_supervision_arguments, add_threads_argument,
+                        flag_for, given_flags, print_dataset_notes, set_threads, spec_from_args)
 from wsl_diffusion.config import (CLS_LOGITS, GEN_FORMS, METHODS, NOISY_CLS, NOISY_PRIORS, POSTERIOR_FITS, PU_PRIORS,
                                   TABLE_PRUNED, TIE_BREAKS, TRANSITIONS, TRANSITION_MSTEPS, Execution, TrainConfig,
                                   default_interval, default_table_unmix, default_topk)
@@ -134,8 +134,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--samples-per-class", type=int, default=8)
     o.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (LOCAL_RANK under torchrun)")
     add_threads_argument(o)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    add_output_arguments(p)
     p.set_defaults(run=run)
     return p
 
