@@ -38,3 +38,19 @@ def test_the_report_links_the_plots_it_wrote(tmp_path):
     text = write_report(tmp_path, records, meta={"preset": "digits", "dataset": "digits"}).read_text()
     assert "![accuracy per setting](plots/accuracy.png)" in text and (tmp_path / "plots" / "accuracy.png").is_file()
     assert "T-sym-40" not in text  # no run directory, so no T to draw
+
+
+def test_the_accuracy_plot_has_a_two_stage_bar_only_where_dmis_refine_ran(tmp_path, monkeypatch):
+    from wsl_diffusion.bench.report import write_plots
+    from wsl_diffusion.eval import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "accuracy_bars", lambda rows, path, **kw: drawn.extend(rows))
+    methods = {"sym-40": (("dmis", 0.9), ("dmis-refine", 0.96), ("vanilla", 0.8)),
+               "partial-0.5": (("dmis", 0.97), ("vanilla", 0.3))}
+    records = [{"setting": st, "method": m, "seed": s, "budget": "b", "accuracy": a}
+               for st, pairs in methods.items() for m, a in pairs for s in (0, 1)]
+    write_plots(tmp_path, records)
+    bars = {(setting, name): mean for setting, name, mean, _ in drawn}
+    assert bars[("sym-40", "DMIS, two stages")] == 96.0 and bars[("sym-40", "DMIS")] == 90.0
+    assert ("partial-0.5", "DMIS, two stages") not in bars and bars[("partial-0.5", "DMIS")] == 97.0
