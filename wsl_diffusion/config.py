@@ -20,6 +20,13 @@ TABLE_PRUNED = ("zero", "coarse")
 POSTERIOR_FITS = ("refit", "prune", "fixed")
 CLS_LOGITS = ("elbo", "table")
 PRECISIONS = ("fp32", "bf16")
+# TrainConfig fields that take one of a few names -> those names.
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "method": METHODS, "gen_form": GEN_FORMS, "model": tuple(PRESETS), "cls_logits": CLS_LOGITS,
+    "on_bad_image": ("raise", "skip"), "transition": TRANSITIONS, "transition_mstep": TRANSITION_MSTEPS,
+    "noisy_prior": NOISY_PRIORS, "noisy_cls": NOISY_CLS, "posterior_fit": POSTERIOR_FITS,
+    "table_pruned": TABLE_PRUNED, "table_tie_break": TIE_BREAKS,
+}
 HOLDOUT_MAX_ROWS = 1000  # enough for the one number fitted on them; the rest train
 # Labels whose label model singles out one class the E-step can move away from. A partial
 # label's table never leaves its candidate set, nor a clean one-hot row its class, and PU and
@@ -241,19 +248,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self)
-        if self.cls_logits not in CLS_LOGITS:
-            raise ValueError(f"unknown `cls_logits` {self.cls_logits!r}; choose table or elbo")
+        for name, choices in CHOICE_FIELDS.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"unknown `{name}` {value!r}; choose one of {', '.join(choices)}")
         if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)
                                         or self.subset < 1):
             raise ValueError(f"`subset` must be a whole number of images per class >= 1; got {self.subset!r}")
-        if self.on_bad_image not in ("raise", "skip"):
-            raise ValueError(f"`on_bad_image` must be raise or skip; got {self.on_bad_image!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown `method` {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.gen_form not in GEN_FORMS:
-            raise ValueError(f"unknown `gen_form` {self.gen_form!r}; choose em or wdsm")
-        if self.model not in PRESETS:
-            raise ValueError(f"unknown `model` preset {self.model!r}; choose one of {', '.join(PRESETS)}")
         if self.topk < 1:
             raise ValueError("`topk` must be >= 1")
         if self.batch_size < 1:
@@ -268,25 +269,10 @@ class TrainConfig:
             raise ValueError("`label_dropout` must be in [0, 1)")
         if not 0 <= self.labelled_share < 1:
             raise ValueError("`labelled_share` must be in [0, 1)")
-        if self.transition not in TRANSITIONS:
-            raise ValueError(f"unknown `transition` {self.transition!r}; choose one of {', '.join(TRANSITIONS)}")
         if not (self.pu_prior in PU_PRIORS or (isinstance(self.pu_prior, (int, float))
                                                 and not isinstance(self.pu_prior, bool) and 0 < self.pu_prior < 1)):
             raise ValueError(f"`pu_prior` must be estimate, oracle or the share of positives in (0, 1); "
                              f"got {self.pu_prior!r}")
-        if self.transition_mstep not in TRANSITION_MSTEPS:
-            raise ValueError(f"unknown `transition_mstep` {self.transition_mstep!r}; "
-                             f"choose one of {', '.join(TRANSITION_MSTEPS)}")
-        if self.noisy_prior not in NOISY_PRIORS:
-            raise ValueError(f"unknown `noisy_prior` {self.noisy_prior!r}; choose one of {', '.join(NOISY_PRIORS)}")
-        if self.noisy_cls not in NOISY_CLS:
-            raise ValueError(f"unknown `noisy_cls` {self.noisy_cls!r}; choose one of {', '.join(NOISY_CLS)}")
-        if self.posterior_fit not in POSTERIOR_FITS:
-            raise ValueError(f"unknown `posterior_fit` {self.posterior_fit!r}; choose one of {', '.join(POSTERIOR_FITS)}")
-        if self.table_pruned not in TABLE_PRUNED:
-            raise ValueError(f"unknown `table_pruned` {self.table_pruned!r}; choose one of {', '.join(TABLE_PRUNED)}")
-        if self.table_tie_break not in TIE_BREAKS:
-            raise ValueError(f"unknown `table_tie_break` {self.table_tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
         if not 0 <= self.table_settle <= 1:
             raise ValueError(f"`table_settle` must be in [0, 1]; got {self.table_settle}")
         if not self.elr_lambda >= 0:

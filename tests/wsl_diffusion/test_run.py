@@ -91,6 +91,15 @@ def test_configs_reject_non_finite_and_out_of_range_numbers(changes, needle):
         TrainConfig(**changes)
 
 
+def test_every_named_choice_rejects_a_name_outside_it_and_names_the_field():
+    from wsl_diffusion.config import CHOICE_FIELDS
+
+    for name, choices in CHOICE_FIELDS.items():
+        assert getattr(TrainConfig(), name) in choices  # the default is one of the choices
+        with pytest.raises(ValueError, match=f"unknown `{name}` 'bogus'; choose one of {choices[0]}"):
+            TrainConfig(**{name: "bogus"})
+
+
 def test_posterior_config_rejects_nan():
     from wsl_diffusion.posterior import PosteriorConfig
 
