@@ -31,7 +31,7 @@ from label_models.io import load_labels
 
 from wsl_diffusion.bench import baselines
 from wsl_diffusion.bench.report import write_report
-from wsl_diffusion.bench.settings import (DIFFUSION_METHODS, OPT_IN_METHODS, PRESETS, REFINE_METHOD, check_setting,
+from wsl_diffusion.bench.settings import (DIFFUSION_METHODS, PRESETS, REFINE_METHOD, check_setting,
                                           method_budget, methods_for_setting, setting_kind, setting_spec)
 from wsl_diffusion.bench.store import is_finished, load_results, merge_record, record_key, results_lock
 from wsl_diffusion.config import TrainConfig, kind_defaults
@@ -98,7 +98,7 @@ def plan_cells(*, settings: Sequence[str], seeds: Sequence[int], methods: Sequen
     group = 0
     missing = {name for name, b in baselines.REGISTRY.items() if not b.installed}
     for name in settings:
-        chosen = ([m for m in applicable[name] if m not in missing and m not in OPT_IN_METHODS] if methods is None
+        chosen = ([m for m in applicable[name] if m not in missing] if methods is None
                   else [m for m in applicable[name] if m in methods])
         for seed in seeds:
             if group % n_shard == i_shard:

@@ -176,15 +176,14 @@ def test_unreadable_results_file_is_a_clear_error(tmp_path, small_data):
                              progress=False)
 
 
-def test_the_two_stage_method_runs_only_when_named_and_refines_the_dmis_cells_run(tmp_path, small_data):
-    """dmis-refine applies to noisy settings only and is left out of a default plan; named, it
-    reuses (or trains) the dmis cell's run as stage 1 and trains stage 2 on the labels that run's
-    model agrees with."""
+def test_the_two_stage_method_runs_in_noisy_settings_and_refines_the_dmis_cells_run(tmp_path, small_data):
+    """dmis-refine is in a default plan for noisy settings only, after the dmis cell whose run it
+    reuses (or trains) as stage 1; stage 2 trains on the labels that run's model agrees with."""
     from label_models.io import load_labels
 
-    assert "dmis-refine" not in {c.method for c in runner.plan_cells(settings=["sym-20"], seeds=[0])}
-    assert "dmis-refine" in {c.method for c in runner.plan_cells(settings=["sym-20"], seeds=[0],
-                                                                 methods=["dmis-refine"])}
+    default = [c.method for c in runner.plan_cells(settings=["sym-20", "partial-0.3"], seeds=[0])]
+    assert default.count("dmis-refine") == 1 and default.index("dmis") < default.index("dmis-refine")
+    assert "dmis-refine" not in [c.method for c in runner.plan_cells(settings=["partial-0.3"], seeds=[0])]
     with pytest.raises(ValueError, match="applies to none"):
         runner.plan_cells(settings=["partial-0.3"], seeds=[0], methods=["dmis-refine"])
     out = tmp_path / "bench"
