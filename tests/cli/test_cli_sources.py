@@ -79,7 +79,7 @@ def test_train_config_carries_dataset_flags(tmp_path, monkeypatch):
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(ValueError, match="`subset` must be"):
         TrainConfig(subset=0)
-    with pytest.raises(ValueError, match="`on_bad_image` must be"):
+    with pytest.raises(ValueError, match="unknown `on_bad_image`"):
         TrainConfig(on_bad_image="ignore")
 
 
