@@ -124,7 +124,7 @@ def accuracy_bars(rows: list[tuple[str, str, float, float]], path, *, title: str
     methods = list(dict.fromkeys(r[1] for r in rows))
     cell = {(s, m): (mean, std) for s, m, mean, std in rows}
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(settings)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(settings)) + 1.5, 3.8))
     for j, method in enumerate(methods):
         xs = [i + (j - (len(methods) - 1) / 2) * width for i, s in enumerate(settings) if (s, method) in cell]
         stats = [cell[(s, method)] for s in settings if (s, method) in cell]
@@ -133,7 +133,7 @@ def accuracy_bars(rows: list[tuple[str, str, float, float]], path, *, title: str
     ax.set_ylabel("test accuracy %")
     low = min(m for _, _, m, _ in rows)
     ax.set_ylim(max(0, low - 10), 100)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     if title:
         ax.set_title(title)
     return _save(fig, path)
