@@ -16,7 +16,8 @@ import argparse
 import json
 from typing import Any
 
-from cli.common import add_output_arguments, add_supervision_arguments, add_threads_argument, set_threads, spec_from_args
+from cli.common import (add_output_arguments, add_supervision_arguments, add_threads_argument, set_threads,
+                        spec_from_args)
 
 DEMO_KIMG = 128.0
 

@@ -220,7 +220,8 @@ T_SETTINGS = ("sym-40", "asym-40", "instance-40")  # where the report shows the 
 def write_plots(out: Path, records: list[dict]) -> None:
     """OUT/plots/accuracy.png (vanilla, DMIS, two-stage DMIS where it ran and the best baseline of
     each family per setting, ± std) and OUT/plots/T-<setting>.png (a DMIS run's final estimated T
-    beside the true one) for the noisy settings whose runs are there. Each run's own curves.png is written by `train`."""
+    beside the true one) for the noisy settings whose runs are there. Each run's own curves.png
+    is written by `train`."""
     from label_models.io import load_labels
 
     from wsl_diffusion.eval.plots import accuracy_bars, transition_heatmaps
@@ -229,7 +230,8 @@ def write_plots(out: Path, records: list[dict]) -> None:
     table = aggregate(records)
     rows = []
     for setting, row in table.items():
-        picks = [("vanilla", row.get("vanilla")), ("DMIS", row.get("dmis")), ("DMIS, two stages", row.get(REFINE_METHOD))]
+        picks = [("vanilla", row.get("vanilla")), ("DMIS", row.get("dmis")),
+                 ("DMIS, two stages", row.get(REFINE_METHOD))]
         picks += [(f"best {family}", _best_of(row, family)) for family in ("sklearn", "neural")]
         rows += [(setting, name, agg.mean, agg.std) for name, agg in picks if agg is not None and agg.values]
     if rows:
