@@ -20,7 +20,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.common import add_output_arguments, add_threads_argument, set_threads
+from cli.common import MODEL_NAMES, add_output_arguments, add_threads_argument, set_threads
 
 
 def _names(text: str | None, flag: str) -> list[str] | None:
@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="comma-separated subset of methods: vanilla, dmis, dmis-refine (the two-stage "
                         "noisy-label method) and baseline names (default: all that apply to each setting)")
     p.add_argument("--kimg", type=float, default=None, help="diffusion training length (default: the preset's)")
-    p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default=None,
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="diffusion network size (default: the preset's)")
     add_threads_argument(p)
     p.add_argument("--shard", default=None, metavar="I/N",

@@ -25,6 +25,10 @@ DATASET_HELP = (
     "python-pickle folder (data_batch_1..5, test_batch)"
 )
 _DEFAULTS = CorruptionSpec(supervision="clean")  # one source of truth for the flag defaults
+# The network presets' names (wsl_diffusion.model.network.PRESETS), spelled here so that
+# subcommands which build no network at import time (benchmark, demo) need not import torch for
+# their --help; tests/cli/test_cli_common.py checks that the two stay equal.
+MODEL_NAMES = ("tiny", "small", "medium", "base")
 
 
 def parse_class_list(text: str) -> tuple[int, ...]:

@@ -16,8 +16,8 @@ import argparse
 import json
 from typing import Any
 
-from cli.common import (add_output_arguments, add_supervision_arguments, add_threads_argument, set_threads,
-                        spec_from_args)
+from cli.common import (MODEL_NAMES, add_output_arguments, add_supervision_arguments, add_threads_argument,
+                        set_threads, spec_from_args)
 
 DEMO_KIMG = 128.0
 
@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(supervision="noisy")  # with the flag defaults: symmetric noise at rate 0.4
     p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
     p.add_argument("--kimg", type=float, default=DEMO_KIMG, help="training length of each model (default %(default)s)")
-    p.add_argument("--model", choices=("tiny", "small", "medium", "base"), default="small")
+    p.add_argument("--model", choices=MODEL_NAMES, default="small")
     p.add_argument("--no-refine", dest="refine", action="store_false",
                    help="noisy labels: skip the second DMIS stage (dmis-refine)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")

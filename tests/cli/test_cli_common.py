@@ -41,3 +41,16 @@ def test_a_bad_value_reaches_the_user_as_a_flag(capsys):
     code = main(["train", "--supervision", "noisy", "--kimg", "0", "--out", "unused-run-dir"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "wsl-diff train: error: --kimg must be > 0"
+
+
+def test_model_names_match_the_network_presets_and_every_model_flag():
+    from cli.common import MODEL_NAMES
+    from cli.main import build_parser
+    from wsl_diffusion.model.network import PRESETS
+
+    assert MODEL_NAMES == tuple(PRESETS)
+    parser = build_parser()
+    for command in ("train", "benchmark", "demo"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        model = next(a for a in sub._actions if "--model" in a.option_strings)
+        assert tuple(model.choices) == tuple(PRESETS), command
