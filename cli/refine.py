@@ -39,6 +39,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue stage 2 in --out from its checkpoint")
     p.add_argument("--kimg", dest="total_kimg", type=float, default=None,
                    help="stage 2's length in thousands of images (default: stage 1's; with --resume: extend it)")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="TAU",
+                   help="keep a label only where stage 1's classifier names it with probability >= TAU "
+                        "(default 0: wherever it names it; an experiment, not a recommendation)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     add_threads_argument(p)
     add_output_arguments(p)
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     stage1, out = Path(args.stage1), Path(args.out)
     if args.total_kimg is not None and not args.total_kimg > 0:
         raise ValueError(f"--kimg must be > 0; got {args.total_kimg}")
+    if not 0.0 <= args.min_confidence < 1.0:
+        raise ValueError(f"--min-confidence must be in [0, 1); got {args.min_confidence}")
     if args.resume:
         config = resumed_config(stage1, out, args.total_kimg)
     else:
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(f"classifying the training images with the model in {stage1} ...")
         _, config, report = write_stage_two(first, out, total_kimg=args.total_kimg,
-                                            device="cpu" if args.device == "auto" else args.device)
+                                            device="cpu" if args.device == "auto" else args.device,
+                                            min_confidence=args.min_confidence)
         if not args.json:
             console.print(f"stage 2 keeps {100 * report['kept_share']:.1f}% of {report['rows']} training labels "
                           "(where stage 1's classifier names the label); the rest train unlabelled"

@@ -118,6 +118,30 @@ def test_refine_resumes_only_its_own_second_stage(stage_one, stage_two, tmp_path
     assert code == 2 and "holds no second stage to resume" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_min_confidence_keeps_the_agreeing_labels_the_model_gives_at_least_that_probability(stage_one, tmp_path,
+                                                                                               capsys):
+    from wsl_diffusion import DiffusionClassifier
+    from wsl_diffusion.eval.validation import label_rows, validation_split
+    from wsl_diffusion.run import load_run
+    from wsl_diffusion.training.refine import refine_labels
+
+    one = load_run(stage_one)
+    n = one.labels.num_samples
+    fit = np.flatnonzero(label_rows(n, validation_split(one.config, one.labels, n)).numpy())
+    proba = DiffusionClassifier.from_run(stage_one).predict_proba(one.splits()[0].images[fit])
+    z = np.asarray(one.labels.observed)[fit]
+    agree, p_z = proba.argmax(1) == z, proba[np.arange(len(fit)), z]
+    tau = float(np.median(p_z[agree]))  # a threshold that must drop some agreeing rows
+    labels, report = refine_labels(one, min_confidence=tau)
+    kept = np.asarray(labels.observed)[fit] >= 0
+    np.testing.assert_array_equal(kept, agree & (p_z >= tau))
+    assert 0 < kept.sum() < agree.sum()
+    assert report["kept_share"] == pytest.approx(kept.mean())
+    code, _, err = run_cli(["refine", str(stage_one), "--out", str(tmp_path / "x"), "--min-confidence", "1"], capsys)
+    assert code == 2 and "--min-confidence must be in [0, 1)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("case,needle", [("partial", "refine is for noisy labels"),
                                          ("unfinished", "holds no finished training run"),
                                          ("missing", "does not exist"),

@@ -37,3 +37,20 @@ def test_other_label_sets_pin_nothing_and_only_noisy_labels_are_refined():
     partial = ImpreciseLabels(np.ones((3, 3), dtype=np.float32), kind="partial")
     with pytest.raises(ValueError, match="made from noisy labels"):
         agreement_labels(partial, np.zeros(3, dtype=int), np.zeros(0, dtype=int), transition=None, source="x")
+
+
+def test_a_min_confidence_also_unlabels_the_agreeing_rows_the_model_is_unsure_of():
+    labels = noisy([0, 1, 2, 2, 1])
+    model = np.array([0, 1, 2, 0, 1])  # agrees on rows 0, 1, 2 and 4
+    p_label = np.array([0.95, 0.6, 0.91, 0.3, 0.9])
+    keep = agreement_labels(labels, model, np.zeros(0, dtype=int), transition=None, source="x",
+                            label_probability=p_label, min_confidence=0.9)
+    np.testing.assert_array_equal(keep.observed, [0, -1, 2, -1, 1])
+    assert keep.meta["refine"]["min_confidence"] == 0.9
+    plain = agreement_labels(labels, model, np.zeros(0, dtype=int), transition=None, source="x")
+    np.testing.assert_array_equal(plain.observed, [0, 1, 2, -1, 1])
+    with pytest.raises(ValueError, match="min_confidence"):
+        agreement_labels(labels, model, np.zeros(0, dtype=int), transition=None, source="x",
+                         label_probability=p_label, min_confidence=1.0)
+    with pytest.raises(ValueError, match="probability of each row's label"):
+        agreement_labels(labels, model, np.zeros(0, dtype=int), transition=None, source="x", min_confidence=0.5)

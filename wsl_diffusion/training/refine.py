@@ -55,11 +55,13 @@ def refine_config(stage1: TrainConfig, labels_file: Path, *, total_kimg: float |
                           total_kimg=stage1.total_kimg if total_kimg is None else total_kimg)
 
 
-def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = None) -> tuple[ImpreciseLabels, dict]:
+def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = None,
+                  min_confidence: float = 0.0) -> tuple[ImpreciseLabels, dict]:
     """(stage 2's label file, a report) from a finished stage-1 run (`run.load_run`'s result): its
     classifier (inference posterior, every class scored, no label read) classifies the training
-    rows the run trained on, and `agreement_labels` keeps the labels it agrees with. ValueError,
-    in one line, for a run that cannot be refined (`stage_one_problem`).
+    rows the run trained on, and `agreement_labels` keeps the labels it agrees with (and, with
+    `min_confidence` > 0, gives at least that probability). ValueError, in one line, for a run
+    that cannot be refined (`stage_one_problem`).
 
     images: the training images, one per label row, for a run trained on in-memory data (the
     estimator's); None reads them from the run's dataset (`TrainedRun.splits`).
@@ -78,17 +80,22 @@ def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = 
     n = len(images)
     validation = validation_split(run.config, run.labels, n).numpy()
     fit = np.flatnonzero(label_rows(n, torch.as_tensor(validation)).numpy())
+    z = np.asarray(run.labels.observed)
     model_class = np.full(n, -1, dtype=np.int64)
-    model_class[fit] = DiffusionClassifier.from_run(run_dir, device=device).predict(images[fit])
+    label_probability = np.zeros(n)
+    proba = DiffusionClassifier.from_run(run_dir, device=device).predict_proba(images[fit])
+    model_class[fit] = proba.argmax(1)
+    label_probability[fit] = proba[np.arange(len(fit)), z[fit]]
     t = load_checkpoint(run_dir / CHECKPOINT_NAME).get("transition")
     labels = agreement_labels(run.labels, model_class, validation,
                               transition=None if t is None or not t.numel() else t.double().numpy(),
-                              source=str(run_dir.resolve()))
+                              source=str(run_dir.resolve()), label_probability=label_probability,
+                              min_confidence=min_confidence)
     kept = np.asarray(labels.is_labelled, dtype=bool)
     report = {"run_dir": str(run_dir), "rows": len(fit), "validation_rows": len(validation),
               "kept_share": float(kept[fit].mean())}
     if run.labels.true_labels is not None:  # diagnostics: the truth is read only to report
-        z, truth = np.asarray(run.labels.observed), np.asarray(run.labels.true_labels)
+        truth = np.asarray(run.labels.true_labels)
         report["kept_right"] = float((z[kept] == truth[kept]).mean()) if kept.any() else None
         report["wrong_kept_share"] = float((kept & (z != truth))[fit].mean())
         report["observed_right"] = float((z == truth)[fit].mean())
@@ -96,11 +103,11 @@ def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = 
 
 
 def write_stage_two(run: TrainedRun, out: Path, *, total_kimg: float | None = None, images: np.ndarray | None = None,
-                    device="cpu") -> tuple[ImpreciseLabels, TrainConfig, dict]:
+                    device="cpu", min_confidence: float = 0.0) -> tuple[ImpreciseLabels, TrainConfig, dict]:
     """(labels, config, report) of stage 2 in `out`: `refine_labels` of a finished stage-1 run,
     saved as OUT/refine_labels.npz, and `refine_config` of the run's config pointing at that file.
     What `wsl-diff refine`, the benchmark's two-stage cell and `DMISClassifier(refine=True)` train on."""
-    labels, report = refine_labels(run, device=device, images=images)
+    labels, report = refine_labels(run, device=device, images=images, min_confidence=min_confidence)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_labels(out / REFINE_LABELS_NAME, labels)
