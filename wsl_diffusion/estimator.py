@@ -27,9 +27,10 @@ directory that is removed afterwards (the model stays in memory); predictions go
 `refine=True` (noisy labels, method "dmis") fits the README's two-stage noisy-label recipe, as
 `wsl-diff train` then `wsl-diff refine`: stage 1 in run_dir/stage1, then a second model, `kimg`
 long again, trained on the labels stage 1's classifier agrees with (`training.refine`), in
-run_dir/stage2; predictions come from stage 2. It is off by default because the recipe was chosen
-at 256 kimg on digits (benchmarks/results/digits/select/refine_agreement.md) and doubles the
-training time.
+run_dir/stage2; predictions come from stage 2. It is off by default: the recipe was chosen at
+256 kimg on digits (benchmarks/results/digits/select/refine_agreement.md), and at the default 64
+kimg a trial found two stages no better than one stage of 128 kimg, the same compute
+(select/refine_short_budget.md).
 """
 from __future__ import annotations
 
