@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
                           "(where stage 1's classifier names the label); the rest train unlabelled"
                           + (f"; {100 * report['kept_right']:.1f}% of the kept labels are right (read from the "
                              "label file's true labels, a diagnostic)" if report.get("kept_right") is not None else ""))
+        if report["classes_without_labels"]:
+            console.print(f"warning: stage 2 keeps no label of class "
+                          f"{', '.join(map(str, report['classes_without_labels']))} (stage 1's classifier names none "
+                          "of them); it can learn those classes only from unlabelled images, so consider training "
+                          "stage 1 longer first")
     code = train_and_report(config, out, args, console=console, execution=Execution(device=args.device))
     line = stage_comparison(stage1, out) if code == 0 and not args.json else None
     if line:

@@ -137,9 +137,16 @@ def test_a_min_confidence_keeps_the_agreeing_labels_the_model_gives_at_least_tha
     np.testing.assert_array_equal(kept, agree & (p_z >= tau))
     assert 0 < kept.sum() < agree.sum()
     assert report["kept_share"] == pytest.approx(kept.mean())
+    assert report["classes_without_labels"] == sorted(set(z.tolist()) - set(z[kept].tolist()))
     code, _, err = run_cli(["refine", str(stage_one), "--out", str(tmp_path / "x"), "--min-confidence", "1"], capsys)
     assert code == 2 and "--min-confidence must be in [0, 1)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+    # a threshold above the most confident agreeing row of a class would leave stage 2 nothing to learn it from
+    classes = z[agree]
+    top = {c: p_z[agree][classes == c].max() for c in np.unique(classes)}
+    weakest = min(top, key=top.get)
+    with pytest.raises(ValueError, match=f"no label of class {weakest}.*lower --min-confidence"):
+        refine_labels(one, min_confidence=float(np.nextafter(top[weakest], 1)))
 
 
 @pytest.mark.parametrize("case,needle", [("partial", "refine is for noisy labels"),

@@ -92,8 +92,15 @@ def refine_labels(run: TrainedRun, *, device="cpu", images: np.ndarray | None = 
                               source=str(run_dir.resolve()), label_probability=label_probability,
                               min_confidence=min_confidence)
     kept = np.asarray(labels.is_labelled, dtype=bool)
+    # classes with training rows but no kept label: stage 2 has no labelled image to learn them from
+    empty = sorted(set(z[fit].tolist()) - set(z[kept].tolist()))
+    lost = sorted(set(z[fit][model_class[fit] == z[fit]].tolist()) & set(empty))  # emptied by min_confidence
+    if lost:
+        raise ValueError(f"stage 2 would keep no label of class {', '.join(map(str, lost))}: stage 1's classifier "
+                         f"names those labels, but never with probability >= {min_confidence:g}; lower "
+                         f"--min-confidence")
     report = {"run_dir": str(run_dir), "rows": len(fit), "validation_rows": len(validation),
-              "kept_share": float(kept[fit].mean())}
+              "kept_share": float(kept[fit].mean()), "classes_without_labels": empty}
     if run.labels.true_labels is not None:  # diagnostics: the truth is read only to report
         truth = np.asarray(run.labels.true_labels)
         report["kept_right"] = float((z[kept] == truth[kept]).mean()) if kept.any() else None
