@@ -41,7 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="stage 2's length in thousands of images (default: stage 1's; with --resume: extend it)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="TAU",
                    help="keep a label only where stage 1's classifier names it with probability >= TAU "
-                        "(default 0: wherever it names it; an experiment, not a recommendation)")
+                        "(default 0: wherever it names it; an experiment: 0.9 lost in a probe, "
+                        "benchmarks/results/digits/select/refine_min_confidence.md)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     add_threads_argument(p)
     add_output_arguments(p)
@@ -89,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_confidence < 1.0:
         raise ValueError(f"--min-confidence must be in [0, 1); got {args.min_confidence}")
     if args.resume:
+        if args.min_confidence:
+            raise ValueError("--min-confidence chooses stage 2's labels when it starts; a resume keeps them, so "
+                             "drop the flag (or start a new --out)")
         config = resumed_config(stage1, out, args.total_kimg)
     else:
         check_run_dir(out, resume=False)  # before the stage-1 model classifies anything

@@ -116,6 +116,9 @@ def test_refine_resumes_only_its_own_second_stage(stage_one, stage_two, tmp_path
     assert code == 2 and "is not a second stage of" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["refine", str(stage_one), "--out", str(other), "--resume"], capsys)
     assert code == 2 and "holds no second stage to resume" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["refine", str(stage_one), "--out", str(stage_two), "--resume", "--min-confidence", "0.5"],
+                           capsys)
+    assert code == 2 and "a resume keeps them" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_min_confidence_keeps_the_agreeing_labels_the_model_gives_at_least_that_probability(stage_one, tmp_path,
